@@ -1,0 +1,33 @@
+"""Flags shared by the scripts, with types that reject bad values by naming the flag."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model_name_or_path", default="embedded",
+                        help="local HF folder, .gguf file, hub id, or 'embedded' (SmolLM2-135M-Instruct)")
+    parser.add_argument("--trust_remote_code", action="store_true", help="allow the model's own code (off by default)")
+    parser.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16")
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset_dir", default="./Data")
+    parser.add_argument("--dataset", required=True, help="folder under --dataset_dir holding test.jsonl")
+    parser.add_argument("--output_path", default="./outputs")
+    parser.add_argument("--max_generated_tokens", type=positive_int, default=16384)
+    parser.add_argument("--num_gpus", type=positive_int, default=1,
+                        help="data-parallel workers, one per GPU (CPU workers without CUDA)")
+    parser.add_argument("--batch_size", type=positive_int, default=1)
+    parser.add_argument("--limit", type=positive_int, default=None, help="only the first N examples")

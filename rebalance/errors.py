@@ -1,0 +1,25 @@
+"""User-facing errors: one line on stderr and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
+
+class UsageError(Exception):
+    """Bad input the user can fix (a path, a line of a file, a flag). The message names it."""
+
+
+def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
+    """Wrap a script's main so a UsageError prints `error: ...` and exits with status 2."""
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv) or 0
+        except UsageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    return wrapper

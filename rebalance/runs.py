@@ -1,0 +1,85 @@
+"""One rank's pass over its examples, shared by the collection and the steered runs: resume from
+the shard, batch, show progress, write each result as soon as its batch is done."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from tqdm.auto import tqdm
+
+from .collect import Collected, collect_batch, make_table, save_hidden
+from .data import Example, load_examples
+from .models import load_model, model_basename, resolve_model_path
+from .parallel import Rank, run_data_parallel
+from .shards import ShardWriter, shard_path
+
+
+def batches(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def run_rank(rank: Rank, examples: Sequence[Example], shard_file: str, batch_size: int,
+             process: Callable[[Sequence[Example]], list[Collected]],
+             before_append: Callable[[Collected], None] | None = None, desc: str = "") -> ShardWriter:
+    writer = ShardWriter(shard_file)
+    mine = [ex for ex in examples if rank.owns(ex.idx)]
+    todo = [ex for ex in mine if ex.idx not in writer.done]
+    with tqdm(total=len(mine), initial=len(mine) - len(todo), position=rank.rank, desc=f"{desc} rank {rank.rank}",
+              unit="ex", dynamic_ncols=True) as bar:
+        for batch in batches(todo, batch_size):
+            for result in process(batch):
+                if before_append is not None:
+                    before_append(result)  # e.g. the hidden file, renamed into place first
+                writer.append(result.record)
+                bar.update(1)
+    return writer
+
+
+@dataclass(frozen=True)
+class CollectJob:
+    model: str           # resolved local path or hub id
+    model_name: str      # basename for output paths
+    dataset_dir: str
+    dataset: str
+    out_dir: str
+    base: str
+    max_new_tokens: int
+    batch_size: int
+    limit: int | None
+    dtype: str | None
+    trust_remote_code: bool
+    policy: str = "avg2"
+
+    @property
+    def hidden_dir(self) -> str:
+        return os.path.join(self.out_dir, "hidden_states")
+
+
+def collect_rank(rank: Rank, job: CollectJob) -> None:
+    examples = load_examples(job.dataset_dir, job.dataset, job.limit)
+    model, tokenizer = load_model(job.model, rank.device, job.dtype, job.trust_remote_code)
+    table = make_table(model, tokenizer)
+    run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank), job.batch_size,
+             lambda batch: collect_batch(model, tokenizer, table, batch, job.max_new_tokens, job.policy),
+             before_append=lambda res: save_hidden(res.hidden, job.hidden_dir, res.record["idx"]),
+             desc=f"collect {job.dataset}")
+
+
+def collection_job(model_name_or_path: str, dataset_dir: str, dataset: str, output_path: str,
+                   max_new_tokens: int, temperature: float, batch_size: int, limit: int | None,
+                   dtype: str | None, trust_remote_code: bool) -> CollectJob:
+    """Check the inputs up front (before any worker starts) and name the outputs (SPEC 3)."""
+    load_examples(dataset_dir, dataset, limit)  # fails early, with file:line, on bad data
+    model = resolve_model_path(model_name_or_path)
+    name = model_basename(model_name_or_path)
+    out_dir = os.path.join(output_path, name, dataset)
+    base = f"origin_temp{temperature}_maxlen{max_new_tokens}"
+    return CollectJob(model, name, dataset_dir, dataset, out_dir, base, max_new_tokens, batch_size, limit,
+                      dtype, trust_remote_code)
+
+
+def run_collection(job: CollectJob, num_gpus: int) -> None:
+    run_data_parallel(collect_rank, job, num_gpus)
