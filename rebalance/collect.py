@@ -3,6 +3,7 @@ and the hidden state of every layer at the first token of each step."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -21,7 +22,8 @@ from .steps import StepSplit, StepTracker, TokenTable, split_steps, step_confide
 @dataclass
 class Collected:
     record: dict[str, Any]
-    hidden: dict
+    hidden: dict | None
+    tokens: list[int]  # generated ids, EOS included when the row stopped on it
 
 
 def _prefill_then(step: Callable[[torch.Tensor], None]) -> Callable[[torch.Tensor], None]:
@@ -44,9 +46,11 @@ def _capture_last_token(model, gen: Generation, need: Sequence[bool], capture: H
     mask = torch.cat([gen.attention_mask, gen.attention_mask.new_ones(len(need), steps)], dim=1)
     position_ids = mask.sum(dim=1, keepdim=True) - 1
     capture.arm(torch.tensor(list(need), device=device))
+    # transformers 5 renamed `past_key_values` to `cache`; pass whichever this model's forward takes
+    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     with torch.inference_mode():
         model(input_ids=gen.sequences[:, -1:], attention_mask=mask, position_ids=position_ids,
-              past_key_values=gen.cache, use_cache=True)
+              use_cache=True, **{cache_kw: gen.cache})
     capture.collect()
 
 
@@ -80,7 +84,7 @@ def collect_batch(model, tokenizer, table: TokenTable, examples: Sequence[Exampl
             raise RuntimeError(f"example {ex.idx}: captured {len(capture.rows[row])} rows, expected "
                                f"{len(split.capture_positions)} (online and offline step rules disagree)")
         record = build_record(tokenizer, ex, gen.tokens[row], gen.logprobs[row], split, gen.hit_eos[row], policy)
-        results.append(Collected(record, capture.hidden_dict(row, hidden_size, dtype)))
+        results.append(Collected(record, capture.hidden_dict(row, hidden_size, dtype), gen.tokens[row]))
     return results
 
 

@@ -1,0 +1,45 @@
+"""Helpers for the benchmarks: the same prompts and a fixed number of new tokens for every method."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from rebalance.data import prompt_ids  # noqa: E402
+from rebalance.demo_data import make_problem  # noqa: E402
+from rebalance.generation import SuppressTokens, left_pad  # noqa: E402
+
+import random  # noqa: E402
+
+
+def bench_problems(count: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [make_problem(rng)["problem"] for _ in range(count)]
+
+
+def plain_generate(model, tokenizer, problems, new_tokens, eos_ids):
+    """Plain HF greedy `generate`, EOS forbidden so every row decodes exactly `new_tokens`."""
+    prompts = [prompt_ids(tokenizer, p) for p in problems]
+    ids, mask = left_pad(prompts, tokenizer.pad_token_id, next(model.parameters()).device)
+    with torch.inference_mode():
+        return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
+                              min_new_tokens=0, logits_processor=[SuppressTokens(eos_ids)],
+                              pad_token_id=tokenizer.pad_token_id)
+
+
+def tokens_per_second(fn, problems, batch_size, new_tokens, repeats=1):
+    """Generated tokens per second over all problems, in batches of `batch_size` (best of repeats)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(0, len(problems), batch_size):
+            fn(problems[i:i + batch_size])
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return len(problems) * new_tokens / best
