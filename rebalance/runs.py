@@ -83,3 +83,52 @@ def collection_job(model_name_or_path: str, dataset_dir: str, dataset: str, outp
 
 def run_collection(job: CollectJob, num_gpus: int) -> None:
     run_data_parallel(collect_rank, job, num_gpus)
+
+
+@dataclass(frozen=True)
+class SteerJob:
+    model: str
+    model_name: str
+    dataset_dir: str
+    dataset: str
+    out_dir: str
+    base: str
+    max_new_tokens: int
+    batch_size: int
+    limit: int | None
+    dtype: str | None
+    trust_remote_code: bool
+    vector_path: str | None
+    steer_layer: int
+    inject_at: str
+    mode: str
+    coef: float
+    constants: dict
+    temperature: float
+    top_p: float
+    repetition_penalty: float
+    seed: int
+
+
+def steer_rank(rank: Rank, job: SteerJob) -> None:
+    from .control import ControlFunction
+    from .models import num_residual_sites, text_config
+    from .steering import SteeringSetup, load_vector, site_index, steer_batch
+
+    examples = load_examples(job.dataset_dir, job.dataset, job.limit)
+    model, tokenizer = load_model(job.model, rank.device, job.dtype, job.trust_remote_code)
+    hidden_size = text_config(model).hidden_size
+    steering = job.mode != "off"
+    setup = SteeringSetup(vector=load_vector(job.vector_path, hidden_size) if steering else None,
+                          site=site_index(num_residual_sites(model), job.steer_layer, job.inject_at) if steering else -1,
+                          mode=job.mode, coef=job.coef,
+                          control=ControlFunction(**job.constants) if job.mode == "dynamic" else None)
+    table = make_table(model, tokenizer)
+    run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank), job.batch_size,
+             lambda batch: steer_batch(model, tokenizer, table, batch, setup, job.max_new_tokens, job.temperature,
+                                       job.top_p, job.repetition_penalty, seed=job.seed + batch[0].idx),
+             desc=f"{job.mode} {job.dataset}")
+
+
+def run_steering(job: SteerJob, num_gpus: int) -> None:
+    run_data_parallel(steer_rank, job, num_gpus)

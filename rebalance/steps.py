@@ -171,6 +171,7 @@ class StepTracker:
         self.boundary = torch.zeros(rows, dtype=torch.bool, device=device)
         self.capture = torch.zeros(rows, dtype=torch.bool, device=device)
         self.in_region = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.is_boundary = torch.zeros(rows, dtype=torch.bool, device=device)
 
     def advance(self, tokens: torch.Tensor) -> None:
         table = self.table
@@ -180,6 +181,7 @@ class StepTracker:
         boundary = table.blank_line[tokens] | (table.starts_nl[tokens] & self.prev_ends_nl)
         in_region = alive & self.thinking & ~is_close
         self.capture = in_region & self.prev_boundary
+        self.is_boundary = boundary  # by the token rule alone, wherever it stands
         self.boundary = in_region & boundary
         self.in_region = in_region
         self.alive = alive

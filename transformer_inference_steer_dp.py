@@ -1,0 +1,17 @@
+#!/usr/bin/env python
+"""Stage 4, steered inference: ReBalance's dynamic steering at every reasoning-step boundary,
+the vector added to the input of block --steer_layer (SPEC 7)."""
+
+import sys
+
+from rebalance.errors import cli_entry
+from rebalance.steer_cli import main as steer_main
+
+
+@cli_entry
+def main(argv=None):
+    return steer_main(argv, "default", __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
