@@ -37,8 +37,8 @@ def main():
         problems = bench_problems(max(batch, 4 if batch == 1 else batch))
         plain_generate(model, tokenizer, problems[:batch], 4, eos)  # warm-up
         plain = tokens_per_second(lambda ps: plain_generate(model, tokenizer, ps, args.new_tokens, eos),
-                                  problems, batch, args.new_tokens)
-        ours = tokens_per_second(collect, problems, batch, args.new_tokens)
+                                  problems, batch, args.new_tokens, repeats=2)
+        ours = tokens_per_second(collect, problems, batch, args.new_tokens, repeats=2)
         print(f"{batch:>5} {plain:>12.1f} {ours:>14.1f} {ours / plain:>6.2f}")
 
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+"""Steered generation (dynamic ReBalance) vs plain `generate`: tokens/s, same model, prompts,
+batch size and number of new tokens. Target: steered >= 0.95 x plain (the release decoded one
+example at a time in a Python loop).
+  python bench/steering.py [--model embedded] [--new_tokens 64] [--batches 1,8] [--layer 20]
+"""
+
+import argparse
+
+import torch
+from common import bench_problems, plain_generate, tokens_per_second
+
+from rebalance.collect import make_table
+from rebalance.constants import generic
+from rebalance.control import ControlFunction
+from rebalance.data import Example
+from rebalance.generation import SuppressTokens
+from rebalance.models import load_model, num_residual_sites
+from rebalance.steering import SteeringSetup, site_index, steer_batch
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="embedded")
+    parser.add_argument("--new_tokens", type=int, default=64)
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--layer", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    model, tokenizer = load_model(args.model, args.device)
+    table = make_table(model, tokenizer)
+    eos = list(table.eos_ids)
+    vector = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(0)) * 0.05
+    setup = SteeringSetup(vector, site_index(num_residual_sites(model), args.layer, "input"), "dynamic", -1.0,
+                          ControlFunction(**generic()))
+    steered_boundaries = []
+
+    def steer(problems):
+        examples = [Example(i, p, "", {}) for i, p in enumerate(problems)]
+        out = steer_batch(model, tokenizer, table, examples, setup, args.new_tokens, processors=[SuppressTokens(eos)])
+        steered_boundaries.extend(len(r.record["steer_coefs"]) for r in out)
+
+    print(f"model {args.model}, device {args.device}, {args.new_tokens} new tokens per row, layer {args.layer}")
+    print(f"{'batch':>5} {'plain tok/s':>12} {'steered tok/s':>14} {'ratio':>6}")
+    for batch in [int(b) for b in args.batches.split(",")]:
+        problems = bench_problems(max(batch, 4 if batch == 1 else batch))
+        plain_generate(model, tokenizer, problems[:batch], 4, eos)  # warm-up
+        plain = tokens_per_second(lambda ps: plain_generate(model, tokenizer, ps, args.new_tokens, eos),
+                                  problems, batch, args.new_tokens, repeats=2)
+        ours = tokens_per_second(steer, problems, batch, args.new_tokens, repeats=2)
+        print(f"{batch:>5} {plain:>12.1f} {ours:>14.1f} {ours / plain:>6.2f}")
+    print(f"steered boundaries per response: {sum(steered_boundaries) / max(len(steered_boundaries), 1):.1f}")
+
+
+if __name__ == "__main__":
+    main()
