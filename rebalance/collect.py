@@ -6,14 +6,14 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
 from .capture import HiddenCapture
 from .data import Example, prompt_ids
 from .generation import Generation, eos_token_ids, generate
-from .hooks import model_call_hooks
+from .hooks import decoding_steps, model_call_hooks
 from .models import text_config
 from .shards import atomic_torch_save
 from .steps import StepSplit, StepTracker, TokenTable, split_steps, step_confidence, thinking_at_start
@@ -24,18 +24,6 @@ class Collected:
     record: dict[str, Any]
     hidden: dict | None
     tokens: list[int]  # generated ids, EOS included when the row stopped on it
-
-
-def _prefill_then(step: Callable[[torch.Tensor], None]) -> Callable[[torch.Tensor], None]:
-    """A model-call hook that skips the prompt's forward and calls `step(tokens)` on every decoding step."""
-    state = {"prefill": True}
-
-    def before(input_ids: torch.Tensor) -> None:
-        if state["prefill"]:
-            state["prefill"] = False
-            return
-        step(input_ids[:, -1])
-    return before
 
 
 def _capture_last_token(model, gen: Generation, need: Sequence[bool], capture: HiddenCapture) -> None:
@@ -67,7 +55,7 @@ def collect_batch(model, tokenizer, table: TokenTable, examples: Sequence[Exampl
         capture.arm(tracker.capture)
 
     with capture.hooks():
-        with model_call_hooks(model, before=_prefill_then(on_step), after=capture.collect):
+        with model_call_hooks(model, before=decoding_steps(on_step), after=capture.collect):
             gen = generate(model, prompts, max_new_tokens=max_new_tokens, eos_ids=table.eos_ids,
                            pad_id=tokenizer.pad_token_id, processors=processors, keep_cache=True)
         splits = [split_steps(tokens, table, thinking_at_start(p, table)) for p, tokens in zip(prompts, gen.tokens)]

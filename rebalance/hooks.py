@@ -78,3 +78,16 @@ def model_call_hooks(model: nn.Module, before: Callable[[torch.Tensor], None] | 
     finally:
         for handle in handles:
             handle.remove()
+
+
+def decoding_steps(step: Callable[[torch.Tensor], None]) -> Callable[[torch.Tensor], None]:
+    """A `before` hook that skips the prompt's forward and calls `step(tokens)` with the token each
+    row feeds at every decoding step (the prompt is never a step of the response)."""
+    state = {"prefill": True}
+
+    def before(input_ids: torch.Tensor) -> None:
+        if state["prefill"]:
+            state["prefill"] = False
+            return
+        step(input_ids[:, -1])
+    return before

@@ -180,3 +180,7 @@ def residual_site(model: nn.Module, index: int) -> ResidualSite:
     if index == n_sites - 1:
         return ResidualSite(index, model.get_output_embeddings(), pre=True)
     return ResidualSite(index, decoder_layers(model)[index - 1], pre=False)
+
+
+if __name__ == "__main__":  # `python -m rebalance.models`: print the embedded model's folder
+    print(embedded_model_dir())

@@ -10,8 +10,10 @@ from typing import Callable, Iterable, Sequence
 from tqdm.auto import tqdm
 
 from .collect import Collected, collect_batch, make_table, save_hidden
+from .control import ControlFunction
 from .data import Example, load_examples
-from .models import load_model, model_basename, resolve_model_path
+from .models import load_model, model_basename, num_residual_sites, resolve_model_path, text_config
+from .steering import SteeringSetup, load_vector, site_index, steer_batch
 from .parallel import Rank, run_data_parallel
 from .shards import ShardWriter, shard_path
 
@@ -111,10 +113,6 @@ class SteerJob:
 
 
 def steer_rank(rank: Rank, job: SteerJob) -> None:
-    from .control import ControlFunction
-    from .models import num_residual_sites, text_config
-    from .steering import SteeringSetup, load_vector, site_index, steer_batch
-
     examples = load_examples(job.dataset_dir, job.dataset, job.limit)
     model, tokenizer = load_model(job.model, rank.device, job.dtype, job.trust_remote_code)
     hidden_size = text_config(model).hidden_size

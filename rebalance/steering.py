@@ -11,11 +11,15 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
+from transformers import RepetitionPenaltyLogitsProcessor
 
+from .collect import Collected, build_record
 from .control import ControlFunction
+from .data import prompt_ids
+from .generation import MaxLogProbRecorder, ReleasedTopP, generate
 from .errors import UsageError
-from .hooks import model_call_hooks, residual_hook
-from .steps import StepTracker, TokenTable
+from .hooks import decoding_steps, model_call_hooks, residual_hook
+from .steps import StepTracker, TokenTable, split_steps, thinking_at_start
 
 MODES = ("dynamic", "static", "off")
 
@@ -116,15 +120,10 @@ class Steerer:
         self.tracker = StepTracker(table, prompts, device)
         self.controller = Controller(setup.control, len(prompts), setup.coef, device, dynamic=setup.mode == "dynamic")
         self.vector = setup.vector.to(device) if setup.vector is not None else None
-        self.scale: torch.Tensor | None = None
-        self._prefill = True
+        self.scale: torch.Tensor | None = None  # None during the prompt's forward: nothing to steer
 
-    def _before(self, input_ids: torch.Tensor) -> None:
-        if self._prefill:  # the prompt: nothing generated yet, nothing to steer
-            self._prefill = False
-            self.scale = None
-            return
-        self.tracker.advance(input_ids[:, -1])
+    def _step(self, tokens: torch.Tensor) -> None:
+        self.tracker.advance(tokens)
         self.scale = self.controller.on_tokens(self.tracker)
 
     def _add(self, hidden: torch.Tensor) -> torch.Tensor | None:
@@ -142,21 +141,15 @@ class Steerer:
         if self.setup.mode == "off":  # the unsteered baseline: plain generation, no hooks at all
             yield self
             return
-        with residual_hook(self.model, self.setup.site, self._add), model_call_hooks(self.model, before=self._before):
+        with residual_hook(self.model, self.setup.site, self._add), \
+                model_call_hooks(self.model, before=decoding_steps(self._step)):
             yield self
 
 
 def steer_batch(model, tokenizer, table: TokenTable, examples, setup: SteeringSetup, max_new_tokens: int,
                 temperature: float = 0.0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                seed: int | None = None, processors: Sequence = ()) -> list:
+                seed: int | None = None, processors: Sequence = ()) -> list[Collected]:
     """Generate one batch under steering; records as the collection run's plus `steer_coefs`."""
-    from transformers import RepetitionPenaltyLogitsProcessor
-
-    from .collect import Collected, build_record
-    from .data import prompt_ids
-    from .generation import MaxLogProbRecorder, ReleasedTopP, generate
-    from .steps import split_steps, thinking_at_start
-
     prompts = [prompt_ids(tokenizer, ex.problem) for ex in examples]
     steerer = Steerer(model, table, prompts, setup)
     shaping = list(processors)

@@ -10,9 +10,9 @@ from rebalance.collect import make_table
 from rebalance.constants import generic
 from rebalance.control import ControlFunction
 from rebalance.data import Example, prompt_ids
-from rebalance.generation import ReleasedTopP
+from rebalance.generation import ReleasedTopP, generate
 from rebalance.hooks import residual_hook
-from rebalance.steering import SteeringSetup, site_index, steer_batch
+from rebalance.steering import Steerer, SteeringSetup, site_index, steer_batch
 from rebalance.steps import thinking_at_start
 from test_collect import ForceTokens, full_forward
 from test_run import run_main
@@ -82,11 +82,9 @@ def test_hook_adds_exactly_coef_times_vector_at_boundaries_only(tiny):
 
     plain_setup = SteeringSetup(setup.vector, setup.site, "off", 0.0, None)
     for name, s in (("plain", plain_setup), ("steered", setup)):
-        # registered after the steering hook, so it sees the edited hidden state
-        from rebalance.steering import Steerer
         prompts = [prompt_ids(tokenizer, ex.problem) for ex in EXAMPLES[:2]]
         steerer = Steerer(model, table, prompts, s)
-        from rebalance.generation import generate
+        # registered after the steering hook, so it sees the edited hidden state
         with steerer.hooks(), residual_hook(model, setup.site, record(name)):
             generate(model, prompts, max_new_tokens=len(script), eos_ids=table.eos_ids,
                      pad_id=tokenizer.pad_token_id, processors=[ForceTokens(script)])
