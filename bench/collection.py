@@ -8,7 +8,7 @@ this project's collection is one pass, so the target is collection >= 0.85 x pla
 
 import argparse
 
-from common import bench_problems, plain_generate, tokens_per_second
+from common import compare_with_plain
 
 from rebalance.collect import collect_batch, make_table
 from rebalance.data import Example
@@ -32,14 +32,7 @@ def main():
         return collect_batch(model, tokenizer, table, examples, args.new_tokens, processors=[SuppressTokens(eos)])
 
     print(f"model {args.model}, device {args.device}, {args.new_tokens} new tokens per row")
-    print(f"{'batch':>5} {'plain tok/s':>12} {'collect tok/s':>14} {'ratio':>6}")
-    for batch in [int(b) for b in args.batches.split(",")]:
-        problems = bench_problems(max(batch, 4 if batch == 1 else batch))
-        plain_generate(model, tokenizer, problems[:batch], 4, eos)  # warm-up
-        plain = tokens_per_second(lambda ps: plain_generate(model, tokenizer, ps, args.new_tokens, eos),
-                                  problems, batch, args.new_tokens, repeats=2)
-        ours = tokens_per_second(collect, problems, batch, args.new_tokens, repeats=2)
-        print(f"{batch:>5} {plain:>12.1f} {ours:>14.1f} {ours / plain:>6.2f}")
+    compare_with_plain(model, tokenizer, eos, collect, "collect", args.new_tokens, args.batches)
 
 
 if __name__ == "__main__":

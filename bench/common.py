@@ -43,3 +43,15 @@ def tokens_per_second(fn, problems, batch_size, new_tokens, repeats=1):
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return len(problems) * new_tokens / best
+
+
+def compare_with_plain(model, tokenizer, eos_ids, ours, label: str, new_tokens: int, batches: str) -> None:
+    """Print tokens/s of plain `generate` and of `ours(problems)` per batch size, and their ratio."""
+    print(f"{'batch':>5} {'plain tok/s':>12} {label + ' tok/s':>14} {'ratio':>6}")
+    for batch in [int(b) for b in batches.split(",")]:
+        problems = bench_problems(max(batch, 4 if batch == 1 else batch))
+        plain_generate(model, tokenizer, problems[:batch], 4, eos_ids)  # warm-up
+        plain = tokens_per_second(lambda ps: plain_generate(model, tokenizer, ps, new_tokens, eos_ids),
+                                  problems, batch, new_tokens, repeats=2)
+        mine = tokens_per_second(ours, problems, batch, new_tokens, repeats=2)
+        print(f"{batch:>5} {plain:>12.1f} {mine:>14.1f} {mine / plain:>6.2f}")

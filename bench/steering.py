@@ -8,7 +8,7 @@ example at a time in a Python loop).
 import argparse
 
 import torch
-from common import bench_problems, plain_generate, tokens_per_second
+from common import compare_with_plain
 
 from rebalance.collect import make_table
 from rebalance.constants import generic
@@ -41,14 +41,7 @@ def main():
         steered_boundaries.extend(len(r.record["steer_coefs"]) for r in out)
 
     print(f"model {args.model}, device {args.device}, {args.new_tokens} new tokens per row, layer {args.layer}")
-    print(f"{'batch':>5} {'plain tok/s':>12} {'steered tok/s':>14} {'ratio':>6}")
-    for batch in [int(b) for b in args.batches.split(",")]:
-        problems = bench_problems(max(batch, 4 if batch == 1 else batch))
-        plain_generate(model, tokenizer, problems[:batch], 4, eos)  # warm-up
-        plain = tokens_per_second(lambda ps: plain_generate(model, tokenizer, ps, args.new_tokens, eos),
-                                  problems, batch, args.new_tokens, repeats=2)
-        ours = tokens_per_second(steer, problems, batch, args.new_tokens, repeats=2)
-        print(f"{batch:>5} {plain:>12.1f} {ours:>14.1f} {ours / plain:>6.2f}")
+    compare_with_plain(model, tokenizer, eos, steer, "steered", args.new_tokens, args.batches)
     print(f"steered boundaries per response: {sum(steered_boundaries) / max(len(steered_boundaries), 1):.1f}")
 
 

@@ -41,18 +41,24 @@ def run_rank(rank: Rank, examples: Sequence[Example], shard_file: str, batch_siz
 
 
 @dataclass(frozen=True)
-class CollectJob:
+class RunJob:
+    """What every run needs, checked in the parent and handed (pickled) to each rank."""
+
     model: str           # resolved local path or hub id
     model_name: str      # basename for output paths
     dataset_dir: str
     dataset: str
     out_dir: str
-    base: str
+    base: str            # shard file name stem
     max_new_tokens: int
     batch_size: int
     limit: int | None
     dtype: str | None
     trust_remote_code: bool
+
+
+@dataclass(frozen=True)
+class CollectJob(RunJob):
     policy: str = "avg2"
 
     @property
@@ -88,18 +94,7 @@ def run_collection(job: CollectJob, num_gpus: int) -> None:
 
 
 @dataclass(frozen=True)
-class SteerJob:
-    model: str
-    model_name: str
-    dataset_dir: str
-    dataset: str
-    out_dir: str
-    base: str
-    max_new_tokens: int
-    batch_size: int
-    limit: int | None
-    dtype: str | None
-    trust_remote_code: bool
+class SteerJob(RunJob):
     vector_path: str | None
     steer_layer: int
     inject_at: str
