@@ -106,6 +106,20 @@ def model_basename(name: str) -> str:
     return base[: -len(".gguf")] if base.endswith(".gguf") else base
 
 
+def model_shape(path: str, trust_remote_code: bool = False) -> tuple[int, int]:
+    """(hidden size, blocks) from the config alone: bad input fails in the parent process, before
+    any worker starts or any weights load."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--model_name_or_path: cannot read the config of {path}: "
+                         f"{str(err).strip().splitlines()[0]}") from None
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return config.hidden_size, config.num_hidden_layers
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -127,8 +141,8 @@ def load_model(name: str, device: torch.device | str = "cpu", dtype: str | None 
     try:
         tokenizer = load_tokenizer(path, trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-    except OSError as err:
-        raise UsageError(f"--model_name_or_path: cannot load {name}: {str(err).splitlines()[0]}") from None
+    except (OSError, ValueError) as err:  # missing files, an unknown architecture, a bad config
+        raise UsageError(f"--model_name_or_path: cannot load {name}: {str(err).strip().splitlines()[0]}") from None
     model.to(device).eval()
     return model, tokenizer
 

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .collect import Collected, collect_batch, make_table, save_hidden
 from .control import ControlFunction
 from .data import Example, load_examples
-from .models import load_model, model_basename, num_residual_sites, resolve_model_path, text_config
+from .models import load_model, model_basename, model_shape, num_residual_sites, resolve_model_path, text_config
 from .steering import SteeringSetup, load_vector, site_index, steer_batch
 from .parallel import Rank, run_data_parallel
 from .shards import ShardWriter, shard_path
@@ -82,6 +82,7 @@ def collection_job(model_name_or_path: str, dataset_dir: str, dataset: str, outp
     """Check the inputs up front (before any worker starts) and name the outputs (SPEC 3)."""
     load_examples(dataset_dir, dataset, limit)  # fails early, with file:line, on bad data
     model = resolve_model_path(model_name_or_path)
+    model_shape(model, trust_remote_code)  # an unreadable config fails here, not in every worker
     name = model_basename(model_name_or_path)
     out_dir = os.path.join(output_path, name, dataset)
     base = f"origin_temp{temperature}_maxlen{max_new_tokens}"

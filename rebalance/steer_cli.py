@@ -10,7 +10,7 @@ from .cli import add_model_flags, add_run_flags
 from .constants import CONSTANT_NAMES, resolve
 from .data import load_examples
 from .errors import UsageError
-from .models import model_basename, resolve_model_path
+from .models import model_basename, model_shape, resolve_model_path
 from .runs import SteerJob, run_steering
 from .steering import MODES, load_vector, site_index
 
@@ -45,15 +45,6 @@ def build_parser(variant: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _model_shape(model_path: str, trust_remote_code: bool) -> tuple[int, int]:
-    """(hidden size, blocks) from the config alone, so bad flags fail before any weights load."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return config.hidden_size, config.num_hidden_layers
-
-
 def make_job(args: argparse.Namespace) -> SteerJob:
     if args.temperature < 0:
         raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
@@ -69,7 +60,7 @@ def make_job(args: argparse.Namespace) -> SteerJob:
     if args.steer_mode != "off":
         if args.steer_vector_path is None:
             raise UsageError(f"--steer_vector_path is required with --steer_mode {args.steer_mode}")
-        hidden_size, blocks = _model_shape(model, args.trust_remote_code)
+        hidden_size, blocks = model_shape(model, args.trust_remote_code)
         load_vector(args.steer_vector_path, hidden_size)
         if layer is None:
             raise UsageError("--steer_layer is required: no calibration file beside the vector and no released "

@@ -59,12 +59,12 @@ class Controller:
 
     Step confidence online = arithmetic mean of p_t over the step's tokens, the boundary token
     excluded, every other token (<think> and </think> too) included. At a boundary that closes a
-    non-empty step the coefficient becomes f(c, v); an empty step keeps the current one.
+    non-empty step the coefficient becomes f(c, v); an empty step keeps the current one. Without a
+    control function (static steering) the coefficient stays at its initial value.
     """
 
-    def __init__(self, control: ControlFunction | None, rows: int, initial_coef: float, device, dynamic: bool = True):
+    def __init__(self, control: ControlFunction | None, rows: int, initial_coef: float, device):
         self.control = control
-        self.dynamic = dynamic
         self.sum = torch.zeros(rows, device=device)
         self.count = torch.zeros(rows, device=device)
         self.prev_mean = torch.full((rows,), float("nan"), device=device)
@@ -79,7 +79,7 @@ class Controller:
     def on_tokens(self, tracker: StepTracker) -> torch.Tensor:
         """After the tracker saw this step's input tokens; returns the per-row scale for the vector."""
         boundary = tracker.alive & tracker.is_boundary
-        if self.dynamic:
+        if self.control is not None:
             closes = boundary & (self.count > 0)
             c = self.sum / self.count.clamp(min=1)
             v = torch.where(torch.isnan(self.prev_mean), torch.zeros_like(c), (c - self.prev_mean) ** 2 / 4)
@@ -118,7 +118,7 @@ class Steerer:
         self.model = model
         self.setup = setup
         self.tracker = StepTracker(table, prompts, device)
-        self.controller = Controller(setup.control, len(prompts), setup.coef, device, dynamic=setup.mode == "dynamic")
+        self.controller = Controller(setup.control if setup.mode == "dynamic" else None, len(prompts), setup.coef, device)
         self.vector = setup.vector.to(device) if setup.vector is not None else None
         self.scale: torch.Tensor | None = None  # None during the prompt's forward: nothing to steer
 

@@ -170,7 +170,6 @@ class StepTracker:
         self.alive = ~self.finished
         self.boundary = torch.zeros(rows, dtype=torch.bool, device=device)
         self.capture = torch.zeros(rows, dtype=torch.bool, device=device)
-        self.in_region = torch.zeros(rows, dtype=torch.bool, device=device)
         self.is_boundary = torch.zeros(rows, dtype=torch.bool, device=device)
 
     def advance(self, tokens: torch.Tensor) -> None:
@@ -183,7 +182,6 @@ class StepTracker:
         self.capture = in_region & self.prev_boundary
         self.is_boundary = boundary  # by the token rule alone, wherever it stands
         self.boundary = in_region & boundary
-        self.in_region = in_region
         self.alive = alive
         self.prev_boundary = self.boundary
         self.prev_ends_nl = torch.where(alive, table.ends_nl[tokens], self.prev_ends_nl)

@@ -105,6 +105,7 @@ def bad_data(tmp_path, content):
     ("no_problem", "test.jsonl:1: record has no 'problem'"),
     ("empty", "the dataset is empty"),
     ("missing_model", "--model_name_or_path: no such model folder"),
+    ("unknown_architecture", "--model_name_or_path: cannot read the config of"),
     ("negative_tokens", "--max_generated_tokens"),
 ])
 def test_bad_input_is_one_line_and_status_2(case, expected, tiny_dirs, tmp_path, capsys):
@@ -118,6 +119,11 @@ def test_bad_input_is_one_line_and_status_2(case, expected, tiny_dirs, tmp_path,
     elif case == "missing_model":
         data = write_dataset(tmp_path / "d")
         model_dir = str(tmp_path / "no" / "such" / "model")
+    elif case == "unknown_architecture":
+        data = write_dataset(tmp_path / "d")
+        (tmp_path / "m").mkdir()
+        (tmp_path / "m" / "config.json").write_text('{"model_type": "no_such_architecture"}')
+        model_dir = str(tmp_path / "m")
     elif case == "negative_tokens":
         data = write_dataset(tmp_path / "d")
     argv = collect_argv(model_dir, data, tmp_path / "out")
