@@ -31,3 +31,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
                         help="data-parallel workers, one per GPU (CPU workers without CUDA)")
     parser.add_argument("--batch_size", type=positive_int, default=1)
     parser.add_argument("--limit", type=positive_int, default=None, help="only the first N examples")
+
+
+def add_calibration_input_flags(parser: argparse.ArgumentParser) -> None:
+    """The inputs of both analysis scripts: one collection run (SPEC 4-5)."""
+    parser.add_argument("--jsonl_path", required=True, help="records of the collection run (merged or a shard)")
+    parser.add_argument("--hidden_dir", required=True, help="folder of hidden_{idx}.pt files")
+    parser.add_argument("--max_files", type=positive_int, default=None, help="only the first N records (default: all)")
+    parser.add_argument("--expected_offset", type=int, default=1, help="row j pairs with confidence j + offset")
+    parser.add_argument("--verbose", action="store_true", help="name every skipped record and why")

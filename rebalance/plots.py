@@ -36,3 +36,31 @@ def plot_control_surface(control: ControlFunction, path: str, title: str = "") -
     plt.close(fig)
     return path
 
+
+
+def plot_length_distributions(runs: dict, path: str, title: str = "") -> str:
+    """Response lengths of correct and incorrect answers per run: steering that shortens correct
+    answers mitigates overthinking; more short wrong answers would mean underthinking introduced."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    lengths = [t for graded in runs.values() for rec in graded.records for t in rec.tokens] or [1]
+    bins = np.linspace(0, max(lengths), 31)
+    for ax, want, name in ((axes[0], True, "correct"), (axes[1], False, "incorrect")):
+        for label, graded in runs.items():
+            values = [t for rec in graded.records for t, ok in zip(rec.tokens, rec.correct) if ok == want]
+            mean = f", mean {np.mean(values):.0f}" if values else ""
+            ax.hist(values, bins=bins, alpha=0.5, label=f"{label} (n={len(values)}{mean})")
+        ax.set_title(f"{name} answers")
+        ax.set_xlabel("response tokens")
+        ax.legend()
+    axes[0].set_ylabel("responses")
+    fig.suptitle(title or "Response lengths")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,17 @@
+#!/usr/bin/env python
+"""Stage 5, grading: accuracy (pass@1, pass@k) and average response / thinking tokens of a merged
+generation file, joined to the gold answers by idx; `--baseline` compares two runs (SPEC 8)."""
+
+import sys
+
+from rebalance.check_cli import build_parser, run_check
+from rebalance.errors import cli_entry
+
+
+@cli_entry
+def main(argv=None):
+    run_check(build_parser(__doc__).parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+#!/usr/bin/env python
+"""Stage 2, layer selection: how well each layer's hidden state at a step start predicts the
+step's confidence (PCA + Ridge, held-out R^2). Prints a table; the last line is the best layer id
+alone, so a shell script can capture it with `| tail -n 1` (SPEC 4)."""
+
+import argparse
+import sys
+
+from rebalance.analysis import select_layer
+from rebalance.cli import add_calibration_input_flags
+from rebalance.errors import cli_entry
+from rebalance.layer_scoring import RidgeSettings
+
+
+@cli_entry
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_calibration_input_flags(parser)
+    parser.add_argument("--layers", default="all", help="'all', a range '0-28' or a list '0,3,7-10'")
+    parser.add_argument("--alpha", type=float, default=1.0, help="Ridge regularisation")
+    parser.add_argument("--pca_components", type=int, default=64)
+    parser.add_argument("--test_size", type=float, default=0.2)
+    parser.add_argument("--random_state", type=int, default=42)
+    parser.add_argument("--no_plot", action="store_true", help="skip the PNG and CSV beside the jsonl")
+    parser.add_argument("--tmp_dir", default=None, help="where the per-layer row arrays are kept while scoring")
+    args = parser.parse_args(argv)
+    settings = RidgeSettings(args.alpha, args.pca_components, args.test_size, args.random_state)
+    select_layer(args.jsonl_path, args.hidden_dir, args.layers, args.max_files, args.expected_offset, settings,
+                 plot=not args.no_plot, verbose=args.verbose, tmp_dir=args.tmp_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

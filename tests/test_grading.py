@@ -1,0 +1,92 @@
+"""Grading a generation file: idx join, missing records, pass@k, token counts, the time-limited pool."""
+
+import json
+
+import pytest
+
+from rebalance.data import Example
+from rebalance.equivalence import math_verify_all
+from rebalance.grading import grade, metrics, pass_at_k
+from tiny import make_tokenizer
+
+import hanging_judge
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_tokenizer()
+
+
+def examples(answers):
+    return [Example(i, f"problem {i}", a, {}) for i, a in enumerate(answers)]
+
+
+def write(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def boxed(x):
+    return f"Let me think.\n\nok\n</think>\n\n$\\boxed{{{x}}}$"
+
+
+def test_records_join_by_idx_and_missing_ones_count_wrong(tmp_path, tokenizer):
+    gold = examples(["1", "2", "3", "4", "5"])
+    # shuffled order, idx 1 and 3 dropped, one duplicate (the first wins), one unknown idx
+    recs = [{"idx": 4, "generated_responses": [boxed(5)]}, {"idx": 0, "generated_responses": [boxed(1)]},
+            {"idx": 2, "generated_responses": [boxed(9)]}, {"idx": 0, "generated_responses": [boxed(7)]},
+            {"idx": 17, "generated_responses": [boxed(1)]}]
+    graded = grade(write(tmp_path / "run.jsonl", recs), gold, "gsm8k", tokenizer, True)
+    m = metrics(graded)
+    assert m["n"] == 5 and m["missing"] == [1, 3] and m["unknown_idx"] == [17]
+    assert m["accuracy"] == pytest.approx(100 * 2 / 5)  # idx 0 and 4 right, 2 wrong, 1 and 3 missing
+    assert m["wrong"] == [2]
+    assert [r.idx for r in graded.records] == [4, 0, 2]
+
+
+def test_pass_at_k_and_sampling(tmp_path, tokenizer):
+    gold = examples(["7", "8"])
+    recs = [{"idx": 0, "generated_responses": [boxed(7), boxed(1), boxed(7), boxed(2)]},
+            {"idx": 1, "generated_responses": [boxed(1), boxed(1), boxed(1), boxed(8)]}]
+    path = write(tmp_path / "run.jsonl", recs)
+    m = metrics(grade(path, gold, "math", tokenizer, True), k=2)
+    assert m["accuracy"] == pytest.approx(100 * (2 / 4 + 1 / 4) / 2)
+    assert m["pass_at_k"]["2"] == pytest.approx(100 * ((1 - 1 / 6) + (1 - 3 / 6)) / 2)
+    first_two = metrics(grade(path, gold, "math", tokenizer, True, n_sampling=2))
+    assert first_two["samples"] == 4 and first_two["accuracy"] == pytest.approx(100 * (1 / 2 + 0) / 2)
+
+
+@pytest.mark.parametrize("n, c, k, expected", [(4, 0, 1, 0.0), (4, 4, 2, 1.0), (5, 2, 1, 0.4), (4, 1, 2, 0.5),
+                                               (10, 3, 5, 1 - (7 * 6 * 5 * 4 * 3) / (10 * 9 * 8 * 7 * 6))])
+def test_pass_at_k_estimator(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+def test_token_counts_use_the_tokenizer(tmp_path, tokenizer):
+    response = "Let me think.\n\nAdd 3 + 4.\n</think>\n\nThe total is $\\boxed{7}$."
+    graded = grade(write(tmp_path / "r.jsonl", [{"idx": 0, "generated_responses": [response]}]),
+                   examples(["7"]), "math", tokenizer, True)
+    rec = graded.records[0]
+    assert rec.tokens == [len(tokenizer(response, add_special_tokens=False)["input_ids"])]
+    assert rec.think_tokens == [len(tokenizer("Let me think.\n\nAdd 3 + 4.\n", add_special_tokens=False)["input_ids"])]
+    assert rec.closed == [True] and metrics(graded)["truncated"] == 0.0
+
+
+def test_truncated_share_for_thinking_and_plain_models(tmp_path, tokenizer):
+    recs = [{"idx": 0, "generated_responses": ["thinking forever"], "finish_reason": "length"},
+            {"idx": 1, "generated_responses": [boxed(2)], "finish_reason": "eos"}]
+    path = write(tmp_path / "r.jsonl", recs)
+    assert metrics(grade(path, examples(["1", "2"]), "gsm8k", tokenizer, True))["truncated"] == 0.5
+    plain = metrics(grade(path, examples(["1", "2"]), "gsm8k", tokenizer, False))
+    assert plain["truncated"] == 0.5 and plain["accuracy"] == 50.0
+
+
+def test_pool_gives_up_on_a_hanging_comparison_and_finishes_the_rest():
+    pairs = [("1", "1"), ("hang", "x"), ("2", "3"), ("4", "4"), ("5", "5")]
+    verdicts, timed_out = math_verify_all(pairs, workers=2, timeout=2.0, judge=hanging_judge.judge)
+    assert verdicts == [True, False, False, True, True] and timed_out == [1]
+
+
+def test_pool_runs_math_verify():
+    verdicts, timed_out = math_verify_all([(r"\frac{1}{2}", "0.5"), ("3", "4")], workers=2)
+    assert verdicts == [True, False] and timed_out == []
