@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo bench data vectors clean
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,15 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/collection.py
+	$(BIN)/python bench/steering.py
+	$(BIN)/python bench/analysis.py
+	$(BIN)/python bench/grading.py
+
+data: venv
+	$(BIN)/python -m rebalance.fetch data --out Data
+
+vectors: venv
+	$(BIN)/python -m rebalance.fetch vectors --out .
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache
+	rm -rf $(DEMO_OUT) .pytest_cache Data/Demo_Seen Data/Demo_Heldout

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Grading time for MATH-500 with long responses: 500 records of about 10k tokens each (reasoning
 filler, `</think>`, then a boxed answer in a form that needs math-verify for about half of them).
-Needs ../shared/data (or --data_dir holding Math_Math500/test.jsonl).
+Needs Math_Math500/test.jsonl: ../shared/data, or ./Data after `make data`.
   python bench/grading.py [--data_dir ../shared/data] [--tokens 10000] [--model embedded]
 """
 
@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,9 @@ STEP = ("Let me compute the next term carefully: 12 * 7 = 84, and 84 + 16 = 100.
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", default=os.path.join(ROOT, "..", "shared", "data"))
+    shared = os.path.join(ROOT, "..", "shared", "data")
+    parser.add_argument("--data_dir", default=shared if os.path.isdir(shared) else os.path.join(ROOT, "Data"),
+                        help="holds Math_Math500/test.jsonl (default: ../shared/data, else ./Data)")
     parser.add_argument("--tokens", type=int, default=10000, help="approximate tokens per response")
     parser.add_argument("--model", default="embedded", help="tokenizer used to count tokens")
     args = parser.parse_args()
@@ -36,6 +39,14 @@ def main():
             answer = rng.choice([gold, f"\\left({gold}\\right)", "0", gold.replace("\\frac", "\\dfrac")])
             handle.write(json.dumps({"idx": idx, "generated_responses": [
                 filler + "</think>\n\nSo the answer is $\\boxed{" + answer + "}$."]}) + "\n")
+    try:
+        time_check(path, args)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def time_check(path: str, args) -> None:
+    """Run check.py on the file as a user would and print its table and the wall time."""
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "check.py", "--model_name_or_path", args.model, "--data_name",
                            "Math_Math500", "--data_dir", args.data_dir, "--generation_path", path],

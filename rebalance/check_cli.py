@@ -38,6 +38,12 @@ def output_stem(generation_path: str) -> str:
     return generation_path[: -len(".jsonl")] if generation_path.endswith(".jsonl") else generation_path
 
 
+def run_label(path: str) -> str:
+    """`steer_temp0.7_maxlen16384` for `.../steer_temp0.7_maxlen16384.merged.jsonl`."""
+    name = os.path.basename(output_stem(path))
+    return name[: -len(".merged")] if name.endswith(".merged") else name
+
+
 def grade_run(path: str, args, examples, family: str, tokenizer, thinking: bool) -> tuple[Graded, dict[str, Any]]:
     graded = grade(path, examples, family, tokenizer, thinking, args.grader, args.n_sampling, args.workers)
     result = metrics(graded, args.k)
@@ -88,18 +94,21 @@ def run_check(args) -> dict[str, Any]:
     tokenizer = load_tokenizer(resolve_model_path(args.model_name_or_path), args.trust_remote_code)
     thinking = "</think>" in tokenizer.get_vocab()
     graded, result = grade_run(args.generation_path, args, examples, family, tokenizer, thinking)
-    runs = [("run", result)]
+    runs = [(run_label(args.generation_path), result)]
     report: dict[str, Any] = {"run": result}
     if args.baseline:
         base_graded, base = grade_run(args.baseline, args, examples, family, tokenizer, thinking)
-        runs.append(("baseline", base))
+        base_label = run_label(args.baseline)
+        base_label = base_label if base_label != runs[0][0] else f"{base_label} (baseline)"
+        runs.append((base_label, base))
         report["baseline"] = base
         from .plots import plot_length_distributions
 
-        png = plot_length_distributions({"baseline": base_graded, "run": graded},
+        png = plot_length_distributions({base_label: base_graded, runs[0][0]: graded},
                                         f"{output_stem(args.generation_path)}.lengths.png", args.data_name)
         report["lengths_png"] = png
-    print(f"{args.data_name}: {len(examples)} examples, {family} answers, {args.grader} grader")
+    print(f"{args.data_name}: {len(examples)} examples, {family} answers, {args.grader} grader, "
+          f"tokens counted with {args.model_name_or_path}'s tokenizer")
     print(format_table(runs, args.k))
     for label, m in runs:
         if m["missing"]:

@@ -1,5 +1,5 @@
-"""Small arithmetic word problems with known answers, generated offline with a fixed seed, so the
-embedded demo needs no download. Graded like GSM8K (a final number)."""
+"""Small arithmetic problems with known answers, generated offline with fixed seeds, so the embedded
+demo needs no download. Graded like GSM8K (a final number)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,22 @@ ITEMS = ["apples", "pens", "stickers", "marbles", "books", "cookies", "coins", "
 
 
 def make_problem(rng: random.Random) -> dict:
-    name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    a, b = rng.randint(2, 20), rng.randint(2, 12)
+    """Three in four are bare sums, differences or products ("What is 7 + 5?"), one in four a
+    one-step word problem; SmolLM2-135M gets about a third of the bare ones and fewer word problems
+    right (it often states the answer, then talks itself out of it: overthinking)."""
     kind = rng.choice(["add", "sub", "mul"])
-    if kind == "add":
-        text, answer = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b
-    elif kind == "sub":
-        a += b
-        text, answer = f"{name} has {a} {item} and gives away {b}. How many {item} are left?", a - b
-    else:
-        a = rng.randint(2, 9)
-        text, answer = f"{name} buys {a} bags with {b} {item} in each bag. How many {item} are there in total?", a * b
-    return {"problem": text, "answer": str(answer), "kind": kind}
+    a, b = rng.randint(2, 12), rng.randint(2, 9)
+    answer = {"add": a + b, "sub": a, "mul": a * b}[kind]
+    if rng.random() < 0.75:
+        text = {"add": f"What is {a} + {b}?", "sub": f"What is {a + b} - {b}?", "mul": f"What is {a} times {b}?"}[kind]
+        return {"problem": text, "answer": str(answer), "kind": kind}
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    text = {
+        "add": f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?",
+        "sub": f"{name} has {a + b} {item} and gives away {b}. How many {item} are left?",
+        "mul": f"{name} buys {a} bags with {b} {item} in each bag. How many {item} are there in total?",
+    }[kind]
+    return {"problem": text, "answer": str(answer), "kind": f"word_{kind}"}
 
 
 def write_set(out_dir: str, name: str, count: int, seed: int) -> str:

@@ -68,6 +68,12 @@ def make_job(args: argparse.Namespace) -> SteerJob:
         site_index(blocks + 1, layer, args.inject_at)
         print(f"steering: mode {args.steer_mode}, layer {layer} ({args.inject_at}), constants from {source}")
         if args.steer_mode == "dynamic":
+            from .control import ControlFunction
+
+            try:
+                ControlFunction(**constants)
+            except ValueError as err:
+                raise UsageError(f"the control constants from {source} are unusable: {err}") from None
             print("  " + ", ".join(f"{k}={v:g}" for k, v in constants.items()))
     prefix = f"{args.run_id}_" if args.run_id else ""
     base = f"{prefix}steer_temp{args.temperature}_maxlen{args.max_generated_tokens}"

@@ -1,15 +1,57 @@
 #!/usr/bin/env bash
-# The pipeline on the embedded default model (SmolLM2-135M-Instruct, CPU): every stage that exists.
+# ReBalance end to end on the embedded default (SmolLM2-135M-Instruct, CPU), offline:
+# seen/held-out arithmetic sets -> collection -> layer -> vector + calibration -> baseline and
+# ReBalance runs on the held-out set -> merge -> check.py --baseline.
+# Every knob is an environment variable, so the tests run the same script on a tiny model.
 set -euo pipefail
 PY=${PY:-python}
+MODEL=${MODEL:-embedded}
 OUT=${OUT:-demo_out}
-MAXLEN=${MAXLEN:-160}
-"$PY" -m rebalance.demo_data --out "$OUT/Data" --seen 12 --heldout 12
-echo "== stage 1: collection on the seen set (2 CPU workers)"
-"$PY" transformer_inference_dp.py --model_name_or_path embedded --dataset_dir "$OUT/Data" --dataset Demo_Seen \
-  --output_path "$OUT/runs" --max_generated_tokens "$MAXLEN" --batch_size 4 --num_gpus 2
-"$PY" merge_shards.py --dir "$OUT/runs/SmolLM2-135M-Instruct/Demo_Seen" --base "origin_temp0.0_maxlen$MAXLEN" --expected 12
-echo "== stage 4 (baseline): unsteered run on the held-out set"
-"$PY" transformer_inference_steer_dp.py --model_name_or_path embedded --dataset_dir "$OUT/Data" --dataset Demo_Heldout \
-  --output_path "$OUT/runs" --max_generated_tokens "$MAXLEN" --batch_size 4 --num_gpus 2 --steer_mode off --temperature 0
-"$PY" merge_shards.py --dir "$OUT/runs/SmolLM2-135M-Instruct/Demo_Heldout" --base "baseline_temp0.0_maxlen$MAXLEN" --expected 12
+DATA=${DATA:-Data}
+SEEN=${SEEN:-48}
+HELDOUT=${HELDOUT:-40}
+MAXLEN=${MAXLEN:-256}
+WORKERS=${WORKERS:-2}
+BATCH=${BATCH:-6}
+NAME=$("$PY" -c "from rebalance.models import model_basename; print(model_basename('$MODEL'))")
+SEEN_DIR="$OUT/runs/$NAME/Demo_Seen"
+HELD_DIR="$OUT/runs/$NAME/Demo_Heldout"
+run() { "$PY" "$@"; }
+
+echo "== 0. data: $SEEN seen and $HELDOUT held-out arithmetic problems (fixed seeds) under $DATA/"
+run -m rebalance.demo_data --out "$DATA" --seen "$SEEN" --heldout "$HELDOUT"
+
+echo "== 1. collection on the seen set ($WORKERS workers)"
+run transformer_inference_dp.py --model_name_or_path "$MODEL" --dataset_dir "$DATA" --dataset Demo_Seen \
+  --output_path "$OUT/runs" --max_generated_tokens "$MAXLEN" --batch_size "$BATCH" --num_gpus "$WORKERS"
+run merge_shards.py --dir "$SEEN_DIR" --base "origin_temp0.0_maxlen$MAXLEN" --expected "$SEEN"
+SEEN_JSONL="$SEEN_DIR/origin_temp0.0_maxlen$MAXLEN.merged.jsonl"
+
+echo "== 2. layer selection"
+LAYER=$(run hidden_config_ridge.py --jsonl_path "$SEEN_JSONL" --hidden_dir "$SEEN_DIR/hidden_states" | tail -n 1)
+echo "best layer: $LAYER"
+
+echo "== 3. steering vector and calibration"
+VECTOR="$OUT/vectors/$NAME/steer_vector_layer${LAYER}_conf_mixed.pt"
+run hidden_analysis_auto.py --layer_id "$LAYER" --jsonl_path "$SEEN_JSONL" --hidden_dir "$SEEN_DIR/hidden_states" \
+  --save_path "$VECTOR"
+
+COMMON=(--model_name_or_path "$MODEL" --dataset_dir "$DATA" --dataset Demo_Heldout --output_path "$OUT/runs"
+        --max_generated_tokens "$MAXLEN" --batch_size "$BATCH" --num_gpus "$WORKERS" --temperature 0)
+echo "== 4a. baseline (unsteered) on the held-out set"
+run transformer_inference_steer_dp.py "${COMMON[@]}" --steer_mode off
+run merge_shards.py --dir "$HELD_DIR" --base "baseline_temp0.0_maxlen$MAXLEN" --expected "$HELDOUT"
+
+echo "== 4b. ReBalance (dynamic steering, layer $LAYER) on the held-out set"
+run transformer_inference_steer_dp.py "${COMMON[@]}" --steer_mode dynamic --steer_vector_path "$VECTOR"
+run merge_shards.py --dir "$HELD_DIR" --base "steer_temp0.0_maxlen$MAXLEN" --expected "$HELDOUT"
+
+echo "== 5. grading: ReBalance vs baseline"
+run check.py --model_name_or_path "$MODEL" --data_name Demo_Heldout --data_dir "$DATA" \
+  --generation_path "$HELD_DIR/steer_temp0.0_maxlen$MAXLEN.merged.jsonl" \
+  --baseline "$HELD_DIR/baseline_temp0.0_maxlen$MAXLEN.merged.jsonl"
+
+echo "== plots"
+echo "R^2 by layer:         $SEEN_DIR/origin_temp0.0_maxlen$MAXLEN.merged.ridge_r2.png"
+echo "control surface:      $HELD_DIR/control_surface.png"
+echo "length distributions: $HELD_DIR/steer_temp0.0_maxlen$MAXLEN.merged.lengths.png"
