@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from rebalance.analysis import select_layer
-from rebalance.cli import add_calibration_input_flags
+from rebalance.cli import add_calibration_input_flags, fraction, positive_int
 from rebalance.errors import cli_entry
 from rebalance.layer_scoring import RidgeSettings
 
@@ -18,8 +18,8 @@ def main(argv=None):
     add_calibration_input_flags(parser)
     parser.add_argument("--layers", default="all", help="'all', a range '0-28' or a list '0,3,7-10'")
     parser.add_argument("--alpha", type=float, default=1.0, help="Ridge regularisation")
-    parser.add_argument("--pca_components", type=int, default=64)
-    parser.add_argument("--test_size", type=float, default=0.2)
+    parser.add_argument("--pca_components", type=positive_int, default=64)
+    parser.add_argument("--test_size", type=fraction, default=0.2, help="held-out share of the rows")
     parser.add_argument("--random_state", type=int, default=42)
     parser.add_argument("--no_plot", action="store_true", help="skip the PNG and CSV beside the jsonl")
     parser.add_argument("--tmp_dir", default=None, help="where the per-layer row arrays are kept while scoring")

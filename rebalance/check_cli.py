@@ -12,6 +12,7 @@ from .answers import FAMILIES, family_of
 from .cli import add_model_flags, positive_int
 from .data import load_examples
 from .equivalence import GRADERS
+from .errors import UsageError
 from .grading import Graded, grade, metrics
 from .models import load_tokenizer, resolve_model_path
 from .shards import atomic_write_text
@@ -84,14 +85,16 @@ def format_table(runs: list[tuple[str, dict[str, Any]]], k: int) -> str:
 
 
 def run_check(args) -> dict[str, Any]:
-    from .errors import UsageError
-
     family = family_of(args.data_name, args.family)
     examples = load_examples(args.data_dir, args.data_name)
     for flag, path in (("--generation_path", args.generation_path), ("--baseline", args.baseline)):
         if path is not None and not os.path.isfile(path):
             raise UsageError(f"{flag}: no such file: {path}")
-    tokenizer = load_tokenizer(resolve_model_path(args.model_name_or_path), args.trust_remote_code)
+    try:
+        tokenizer = load_tokenizer(resolve_model_path(args.model_name_or_path), args.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--model_name_or_path: cannot load the tokenizer of {args.model_name_or_path} "
+                         f"(token counts need it): {str(err).strip().splitlines()[0]}") from None
     thinking = "</think>" in tokenizer.get_vocab()
     graded, result = grade_run(args.generation_path, args, examples, family, tokenizer, thinking)
     runs = [(run_label(args.generation_path), result)]

@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import UsageError
+
 LEXICON = (
     "alternatively", "alternative", "another", "perhaps", "maybe", "wait", "but", "think again",
     "make sure", "just to ensure", "there any other", "some other", "should consider", "about whether",
@@ -65,8 +67,6 @@ def quantiles(all_confidences: Sequence[Sequence[float]], offset: int) -> Quanti
     start = max(offset, 1)
     var = np.asarray([v for record in all_confidences for v in step_variances(record)[start:]], dtype=np.float64)
     if conf.size == 0 or var.size == 0:
-        from .errors import UsageError
-
         raise UsageError("the jsonl holds too few step confidences to compute the quantiles "
                          "(need at least one record with two steps)")
     q25c, q75c = np.percentile(conf, [25, 75])
