@@ -10,12 +10,13 @@ import sys
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from .calibset import (LayerStack, Pairing, available_layers, iter_hidden, pair_records, paired_confidences,
                        read_calibration_records, report_pairing, require_usable)
 from .constants import calibration_path, generic
 from .errors import UsageError
-from .labels import LABEL_RULES, NEGATIVE, POSITIVE, quantiles, record_labels
+from .labels import LABEL_RULES, NEGATIVE, POSITIVE, Quantiles, quantiles, record_labels
 from .layer_scoring import (RidgeSettings, best_layer, check_layers, format_table, parse_layers, plot_scores,
                             ridge_r2, write_csv)
 from .shards import atomic_write_text
@@ -48,8 +49,6 @@ def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_file
         y = paired_confidences(pairing, offset)
         if len(y) < 5:
             raise UsageError(f"only {len(y)} rows to fit: R^2 needs more (raise --max_files or collect more)")
-        from tqdm import tqdm
-
         for layer in tqdm(chosen, desc="scoring layers", unit="layer"):
             scores[layer] = ridge_r2(stack.float32(layer), y, settings)
     result: dict[str, Any] = {"scores": scores, "best": best_layer(scores), "pairing": pairing}
@@ -64,7 +63,7 @@ def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_file
 
 
 def _labelled_rows(pairing: Pairing, hidden_dir: str, layer: int, offset: int, rule: str,
-                   q) -> tuple[torch.Tensor, torch.Tensor]:
+                   q: Quantiles) -> tuple[torch.Tensor, torch.Tensor]:
     """The positive and negative rows of one layer, as float32 copies (one layer in memory)."""
     positive: list[torch.Tensor] = []
     negative: list[torch.Tensor] = []
