@@ -15,7 +15,7 @@ from tqdm import tqdm
 from .calibset import (LayerStack, Pairing, available_layers, iter_hidden, pair_records, paired_confidences,
                        read_calibration_records, report_pairing, require_usable)
 from .constants import calibration_path, generic
-from .errors import UsageError
+from .errors import UsageError, writable
 from .labels import LABEL_RULES, NEGATIVE, POSITIVE, Quantiles, quantiles, record_labels
 from .layer_scoring import (RidgeSettings, best_layer, check_layers, format_table, parse_layers, plot_scores,
                             ridge_r2, write_csv)
@@ -51,12 +51,13 @@ def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_file
             raise UsageError(f"only {len(y)} rows to fit: R^2 needs more (raise --max_files or collect more)")
         for layer in tqdm(chosen, desc="scoring layers", unit="layer"):
             scores[layer] = ridge_r2(stack.float32(layer), y, settings)
-    result: dict[str, Any] = {"scores": scores, "best": best_layer(scores), "pairing": pairing}
+    result: dict[str, Any] = {"scores": scores, "best": best_layer(scores)}
     print(format_table(scores))
     if plot:
         stem = os.path.splitext(jsonl_path)[0]
-        result["csv"] = write_csv(scores, f"{stem}.ridge_r2.csv")
-        result["png"] = plot_scores(scores, f"{stem}.ridge_r2.png")
+        with writable(f"{stem}.ridge_r2.csv", "--no_plot skips the CSV and PNG"):
+            result["csv"] = write_csv(scores, f"{stem}.ridge_r2.csv")
+            result["png"] = plot_scores(scores, f"{stem}.ridge_r2.png")
         print(f"wrote {result['csv']} and {result['png']}")
     print(result["best"])
     return result
@@ -100,7 +101,8 @@ def extract_vector(jsonl_path: str, hidden_dir: str, layer: int, save_path: str,
                              f"steps; use more records (--max_files, a larger collection run) or try --labels {other}")
     vector = steering_vector(positive, negative, normalize)
     lda = lda_diagnostics(positive, negative)
-    save_vector(vector, save_path)
+    with writable(save_path, "check --save_path"):
+        save_vector(vector, save_path)
     calibration = {
         "model": model_name or model_name_from_path(jsonl_path),
         "layer": layer,

@@ -27,7 +27,6 @@ class CalibRecord:
     confidences: list[float]
     step_texts: list[str] | None
     response: str
-    line_no: int
 
 
 @dataclass
@@ -66,7 +65,7 @@ def read_calibration_records(jsonl_path: str) -> list[CalibRecord]:
             raise UsageError(f"{where}: 'step_texts' must be a list as long as 'sentence_confidences'")
         responses = obj.get("generated_responses") or [""]
         response = responses[0] if isinstance(responses, list) else str(responses)
-        records.append(CalibRecord(idx, confidences, texts, response or "", line_no))
+        records.append(CalibRecord(idx, confidences, texts, response or ""))
     return records
 
 
@@ -145,12 +144,12 @@ def available_layers(hidden_dir: str, pairing: Pairing) -> list[int]:
     return layer_keys(load_hidden(path), path)
 
 
-def iter_hidden(pairing: Pairing, hidden_dir: str, layers: Sequence[int],
-                desc: str = "reading hidden states") -> Iterator[tuple[CalibRecord, dict[int, torch.Tensor]]]:
+def iter_hidden(pairing: Pairing, hidden_dir: str,
+                layers: Sequence[int]) -> Iterator[tuple[CalibRecord, dict[int, torch.Tensor]]]:
     """Each usable record with its rows for `layers`, reading every hidden file once. A record
     whose row count does not match its confidences moves from `used` to `skipped` (SPEC 4)."""
     kept = []
-    for rec, rows in tqdm(list(pairing.used), desc=desc, unit="file"):
+    for rec, rows in tqdm(list(pairing.used), desc="reading hidden states", unit="file"):
         path = hidden_file(hidden_dir, rec.idx)
         hidden = load_hidden(path)
         keys = layer_keys(hidden, path)
@@ -181,14 +180,13 @@ class LayerStack:
     per layer (appended in the files' own dtype), so memory holds one layer at a time, not all."""
 
     def __init__(self, pairing: Pairing, hidden_dir: str, layers: Sequence[int], tmp_dir: str | None = None):
-        self.layers = list(layers)
         self._tmp = tempfile.TemporaryDirectory(prefix="rebalance_rows_", dir=tmp_dir)
         self._files: dict[int, Any] = {}
         self._dtype: torch.dtype | None = None
         self.width: dict[int, int] = {}
         self.n_rows = 0
         try:
-            for _, per_layer in iter_hidden(pairing, hidden_dir, self.layers):
+            for _, per_layer in iter_hidden(pairing, hidden_dir, layers):
                 for layer, rows in per_layer.items():
                     self._append(layer, rows)
                 self.n_rows += next(iter(per_layer.values())).shape[0]

@@ -12,7 +12,7 @@ from .answers import FAMILIES, family_of
 from .cli import add_model_flags, positive_int
 from .data import load_examples
 from .equivalence import GRADERS
-from .errors import UsageError
+from .errors import UsageError, writable
 from .grading import Graded, grade, metrics
 from .models import load_tokenizer, resolve_model_path
 from .shards import atomic_write_text
@@ -51,9 +51,10 @@ def grade_run(path: str, args, examples, family: str, tokenizer, thinking: bool)
     result.update({"data_name": args.data_name, "family": family, "grader": args.grader, "k": args.k,
                    "generation_path": os.path.abspath(path), "model": args.model_name_or_path})
     stem = output_stem(path)
-    atomic_write_text("".join(json.dumps(r.as_json(), ensure_ascii=False) + "\n" for r in graded.records),
-                      f"{stem}.graded.jsonl")
-    atomic_write_text(json.dumps(result, indent=2) + "\n", f"{stem}.metrics.json")
+    with writable(f"{stem}.graded.jsonl", "the outputs go beside --generation_path"):
+        atomic_write_text("".join(json.dumps(r.as_json(), ensure_ascii=False) + "\n" for r in graded.records),
+                          f"{stem}.graded.jsonl")
+        atomic_write_text(json.dumps(result, indent=2) + "\n", f"{stem}.metrics.json")
     return graded, result
 
 
@@ -107,8 +108,9 @@ def run_check(args) -> dict[str, Any]:
         report["baseline"] = base
         from .plots import plot_length_distributions
 
-        png = plot_length_distributions({base_label: base_graded, runs[0][0]: graded},
-                                        f"{output_stem(args.generation_path)}.lengths.png", args.data_name)
+        png_path = f"{output_stem(args.generation_path)}.lengths.png"
+        with writable(png_path, "the outputs go beside --generation_path"):
+            png = plot_length_distributions({base_label: base_graded, runs[0][0]: graded}, png_path, args.data_name)
         report["lengths_png"] = png
     print(f"{args.data_name}: {len(examples)} examples, {family} answers, {args.grader} grader, "
           f"tokens counted with {args.model_name_or_path}'s tokenizer")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 
 class UsageError(Exception):
@@ -23,3 +25,14 @@ def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[
             return 2
 
     return wrapper
+
+
+@contextmanager
+def writable(path: str, hint: str) -> Iterator[None]:
+    """Turn a failed write of `path` or its siblings (a read-only folder, a full disk) into one
+    sentence naming the folder."""
+    try:
+        yield
+    except OSError as err:
+        folder = os.path.dirname(os.path.abspath(path))
+        raise UsageError(f"cannot write {os.path.basename(path)} in {folder}: {err.strerror or err} ({hint})") from None

@@ -30,25 +30,39 @@ def read_parquet_rows(paths: list[str]) -> list[dict]:
     return rows
 
 
+def snapshot(what: str, **kwargs) -> str:
+    """`huggingface_hub.snapshot_download`, with a sentence instead of a traceback when the hub is
+    unreachable, the repository is gated, or a file is missing."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError
+
+    repo = kwargs["repo_id"]
+    page = f"https://huggingface.co/{'datasets/' if kwargs.get('repo_type') == 'dataset' else ''}{repo}"
+    try:
+        return snapshot_download(**kwargs)
+    except GatedRepoError:
+        raise UsageError(f"{what}: {repo} is gated. Accept its terms on {page}, "
+                         "then set HF_TOKEN (or run `huggingface-cli login`) and fetch again") from None
+    except LocalEntryNotFoundError:
+        raise UsageError(f"{what}: cannot reach the Hugging Face hub for {repo} (no network, or set "
+                         "HF_ENDPOINT for a mirror) and nothing is cached") from None
+    except (HfHubHTTPError, OSError) as err:
+        raise UsageError(f"{what}: downloading {repo} failed: {str(err).strip().splitlines()[0]}") from None
+
+
+def parquet_patterns(source: Source, config: str) -> list[str]:
+    """Where the hub's parquet conversion keeps a config's split (current and older layouts)."""
+    return [f"{config}/{source.split}/*.parquet", f"{config}/*-{source.split}.parquet"]
+
+
 def download_source(source: Source, cache_dir: str | None = None) -> list[dict]:
     """Source rows of every config, in config then shard order, from the parquet conversion."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
-
-    patterns = [p for c in source.configs for p in (f"{c}/{source.split}/*.parquet", f"{c}/*-{source.split}.parquet")]
-    try:
-        root = snapshot_download(repo_id=source.repo_id, repo_type="dataset", revision="refs/convert/parquet",
-                                 allow_patterns=patterns, cache_dir=cache_dir)
-    except GatedRepoError:
-        raise UsageError(f"{source.name}: {source.repo_id} is gated. Accept its terms on "
-                         f"https://huggingface.co/datasets/{source.repo_id}, then set HF_TOKEN (or run "
-                         "`huggingface-cli login`) and fetch again") from None
-    except HfHubHTTPError as err:
-        raise UsageError(f"{source.name}: downloading {source.repo_id} failed: {err}") from None
+    root = snapshot(source.name, repo_id=source.repo_id, repo_type="dataset", revision="refs/convert/parquet",
+                    allow_patterns=[p for c in source.configs for p in parquet_patterns(source, c)],
+                    cache_dir=cache_dir)
     rows: list[dict] = []
     for config in source.configs:
-        files = [p for pattern in (f"{config}/{source.split}/*.parquet", f"{config}/*-{source.split}.parquet")
-                 for p in glob.glob(os.path.join(root, pattern))]
+        files = [p for pattern in parquet_patterns(source, config) for p in glob.glob(os.path.join(root, pattern))]
         if not files:
             raise UsageError(f"{source.name}: no {config}/{source.split} parquet files in {source.repo_id}")
         rows.extend(read_parquet_rows(files))
@@ -74,7 +88,7 @@ def fetch_data(out_dir: str, only: list[str] | None = None) -> None:
         try:
             records = source.convert(download_source(source))
         except UsageError as err:
-            print(f"skipped {name}: {err}", file=sys.stderr)
+            print(f"skipped {err}", file=sys.stderr)
             failed.append(name)
             continue
         print(f"{name}: {len(records)} records -> {write_records(records, out_dir, name)}")
@@ -84,9 +98,7 @@ def fetch_data(out_dir: str, only: list[str] | None = None) -> None:
 
 def fetch_vectors(out_dir: str) -> None:
     """`vectors/{model}/steer_vector_layer{L}_conf_mixed.pt`, as the authors released them."""
-    from huggingface_hub import snapshot_download
-
-    snapshot_download(repo_id=VECTORS_REPO, allow_patterns="vectors/*", local_dir=out_dir)
+    snapshot("vectors", repo_id=VECTORS_REPO, allow_patterns="vectors/*", local_dir=out_dir)
     found = sorted(glob.glob(os.path.join(out_dir, "vectors", "**", "*.pt"), recursive=True))
     for path in found:
         print(path)

@@ -65,12 +65,31 @@ def think_text(response: str) -> str:
     return response.split("</think>", 1)[0]
 
 
-def count_tokens(tokenizer, texts: Sequence[str], batch: int = 256) -> list[int]:
-    counts: list[int] = []
+def count_tokens(tokenizer, texts: Sequence[str], batch: int = 256) -> tuple[list[int], list[int]]:
+    """Response tokens and thinking tokens of each text from one tokenization where that is exact:
+    a response that never closed `</think>` thinks throughout, and when `</think>` is an added token
+    of a fast tokenizer no token spans it, so the thinking tokens are those that start before it.
+    Otherwise the thinking part is tokenized on its own."""
+    totals: list[int] = []
+    thinks: list[int] = []
+    split_at_tag = getattr(tokenizer, "is_fast", False) and "</think>" in tokenizer.get_added_vocab()
     for start in range(0, len(texts), batch):
-        encoded = tokenizer(list(texts[start:start + batch]), add_special_tokens=False)["input_ids"]
-        counts.extend(len(ids) for ids in encoded)
-    return counts
+        chunk = list(texts[start:start + batch])
+        encoded = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=split_at_tag)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        cuts = [len(think_text(t)) for t in chunk]
+        if split_at_tag:
+            counts = [sum(1 for begin, _ in offsets if begin < cut) for offsets, cut in zip(encoded["offset_mapping"], cuts)]
+        else:
+            again = [i for i, (t, cut) in enumerate(zip(chunk, cuts)) if cut < len(t)]
+            counts = list(lengths)
+            if again:
+                parts = tokenizer([chunk[i][:cuts[i]] for i in again], add_special_tokens=False)["input_ids"]
+                for i, ids in zip(again, parts):
+                    counts[i] = len(ids)
+        totals.extend(lengths)
+        thinks.extend(counts)
+    return totals, thinks
 
 
 def grade(path: str, examples: Sequence[Example], family: str, tokenizer, thinking_model: bool,
@@ -98,8 +117,7 @@ def grade(path: str, examples: Sequence[Example], family: str, tokenizer, thinki
     for row, k, answer, g in hard:
         graded[row].correct[k] = verdict_of[(answer, g)]
     texts = [r for _, responses, _ in rows for r in responses]
-    totals = count_tokens(tokenizer, texts)
-    thinks = count_tokens(tokenizer, [think_text(t) for t in texts])
+    totals, thinks = count_tokens(tokenizer, texts)
     pos = 0
     for rec in graded:
         width = len(rec.answers)
@@ -119,7 +137,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def metrics(graded: Graded, k: int = 1) -> dict[str, Any]:
     """Accuracy over the whole dataset (missing examples count as wrong), tokens over what exists."""
     recs = graded.records
-    samples = [s for rec in recs for s in range(len(rec.answers))]
     pass1 = sum(sum(rec.correct) / len(rec.correct) for rec in recs if rec.correct)
     passk = sum(pass_at_k(len(rec.correct), sum(rec.correct), k) for rec in recs if len(rec.correct) >= k)
     tokens = [t for rec in recs for t in rec.tokens]
@@ -132,7 +149,7 @@ def metrics(graded: Graded, k: int = 1) -> dict[str, Any]:
     return {
         "n": graded.n,
         "graded": len(recs),
-        "samples": len(samples),
+        "samples": sum(len(rec.answers) for rec in recs),
         "accuracy": 100.0 * pass1 / graded.n,
         "pass_at_k": {str(k): 100.0 * passk / graded.n},
         "avg_tokens": mean(tokens),

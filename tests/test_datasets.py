@@ -124,3 +124,21 @@ def test_parquet_shards_are_read_in_order(tmp_path):
         pq.write_table(pa.table({"problem": [f"p{start}"], "answer": [str(start)]}), tmp_path / shard)
     rows = fetch.read_parquet_rows([str(tmp_path / "0010.parquet"), str(tmp_path / "0002.parquet")])
     assert [r["problem"] for r in rows] == ["p2", "p10"]
+
+
+@pytest.mark.parametrize("error, message", [
+    ("offline", "Math_GSM8K: cannot reach the Hugging Face hub for openai/gsm8k"),
+    ("gated", "Math_GSM8K: openai/gsm8k is gated. Accept its terms on https://huggingface.co/datasets/openai/gsm8k"),
+])
+def test_hub_failures_are_one_sentence(monkeypatch, error, message):
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError
+
+    def failing(**kwargs):
+        if error == "offline":
+            raise LocalEntryNotFoundError("Got: ConnectError")
+        raise GatedRepoError.__new__(GatedRepoError)  # its __init__ wants an HTTP response object
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", failing)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        fetch.download_source(SOURCES["Math_GSM8K"])

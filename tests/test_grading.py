@@ -90,3 +90,12 @@ def test_pool_gives_up_on_a_hanging_comparison_and_finishes_the_rest():
 def test_pool_runs_math_verify():
     verdicts, timed_out = math_verify_all([(r"\frac{1}{2}", "0.5"), ("3", "4")], workers=2)
     assert verdicts == [True, False] and timed_out == []
+
+
+def test_one_pass_thinking_counts_equal_tokenizing_the_thinking_part(tokenizer):
+    from rebalance.grading import count_tokens, think_text
+
+    texts = ["a b\n\nc</think>x", "Wait\n\n</think>\n\nThe answer is 3", "no close at all\n\n", "</think>only"]
+    totals, thinks = count_tokens(tokenizer, texts, batch=3)
+    assert totals == [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    assert thinks == [len(tokenizer(think_text(t), add_special_tokens=False)["input_ids"]) for t in texts]
