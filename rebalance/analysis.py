@@ -108,7 +108,7 @@ def extract_vector(jsonl_path: str, hidden_dir: str, layer: int, save_path: str,
         "layer": layer,
         "hidden_size": int(vector.shape[0]),
         "q25c": q.q25c, "q75c": q.q75c, "q25v": q.q25v, "q75v": q.q75v,
-        **low_values(lda),
+        **low_values(lda, normalize),
         "n_positive": int(positive.shape[0]), "n_negative": int(negative.shape[0]),
         "vector_norm": float(vector.norm()),
         "lda": lda.as_dict(),
@@ -125,12 +125,15 @@ def extract_vector(jsonl_path: str, hidden_dir: str, layer: int, save_path: str,
     return calibration
 
 
-def low_values(lda: LdaDiagnostics) -> dict[str, Any]:
-    """low_val_1 = -alpha_mean and low_val_2 = -alpha_all (SPEC 5). When the release's threshold
-    sign leaves alpha_mean at 0, those would make F1 flat and the control function undefined; the
-    generic pair is used instead and the file says so."""
+def low_values(lda: LdaDiagnostics, normalize: bool = False) -> dict[str, Any]:
+    """low_val_1 = -alpha_mean and low_val_2 = -alpha_all (SPEC 5), in units of the saved vector:
+    the alphas count multiples of S, so a unit vector (`--normalize`) needs them times ||S||.
+    When the release's threshold sign leaves alpha_mean at 0, those would make F1 flat and the
+    control function undefined; the generic pair is used instead and the file says so."""
     if lda.alpha_mean > 0:
-        return {"low_val_1": -lda.alpha_mean, "low_val_2": -lda.alpha_all, "high_val_2": 0.1, "low_values_from": "lda"}
+        scale = lda.norm_s if normalize else 1.0
+        return {"low_val_1": -lda.alpha_mean * scale, "low_val_2": -lda.alpha_all * scale, "high_val_2": 0.1,
+                "low_values_from": "lda" + (" (x ||S||: unit vector)" if normalize else "")}
     fallback = generic()
     print(f"warning: alpha_mean is 0 (the mean positive row is already past the LDA threshold), so "
           f"low_val_1/low_val_2 fall back to the generic {fallback['low_val_1']}/{fallback['low_val_2']}",

@@ -73,6 +73,10 @@ def test_paper_labels_and_normalize_are_recorded(tmp_path, capsys):
     vector, cal = analyse(syn, tmp_path, capsys, "--labels", "paper", "--normalize")
     assert cal["settings"] == {"labels": "paper", "normalize": True, "max_files": None, "expected_offset": 1}
     assert vector.norm().item() == pytest.approx(1.0, abs=1e-6)
+    # the constants scale the saved (unit) vector: alphas count multiples of S, so times ||S||
+    assert cal["lda"]["alpha_mean"] > 0
+    assert cal["low_val_1"] == pytest.approx(-cal["lda"]["alpha_mean"] * cal["lda"]["norm_s"], rel=1e-12)
+    assert cal["low_val_2"] == pytest.approx(-cal["lda"]["alpha_all"] * cal["lda"]["norm_s"], rel=1e-12)
 
 
 def test_collection_run_feeds_both_scripts_and_the_steered_run_reads_the_calibration(tiny_dirs, tmp_path, capsys):
