@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Stage 5, grading: accuracy (pass@1, pass@k) and average response / thinking tokens of a merged
-generation file, joined to the gold answers by idx; `--baseline` compares two runs (SPEC 8)."""
+generation file, joined to the gold answers by idx; `--baseline` compares two runs (docs/method.md §11)."""
 
 import sys
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Stage 2, layer selection: how well each layer's hidden state at a step start predicts the
 step's confidence (PCA + Ridge, held-out R^2). Prints a table; the last line is the best layer id
-alone, so a shell script can capture it with `| tail -n 1` (SPEC 4)."""
+alone, so a shell script can capture it with `| tail -n 1` (docs/method.md §4)."""
 
 import argparse
 import sys
 
 from rebalance.analysis import select_layer
+from rebalance.calibset import DEFAULT_PATTERN
 from rebalance.cli import add_calibration_input_flags, fraction, positive_int
 from rebalance.errors import cli_entry
 from rebalance.layer_scoring import RidgeSettings
@@ -23,10 +24,12 @@ def main(argv=None):
     parser.add_argument("--random_state", type=int, default=42)
     parser.add_argument("--no_plot", action="store_true", help="skip the PNG and CSV beside the jsonl")
     parser.add_argument("--tmp_dir", default=None, help="where the per-layer row arrays are kept while scoring")
+    parser.add_argument("--file_pattern", default=DEFAULT_PATTERN, help="name of each hidden file, with {idx}")
     args = parser.parse_args(argv)
     settings = RidgeSettings(args.alpha, args.pca_components, args.test_size, args.random_state)
     select_layer(args.jsonl_path, args.hidden_dir, args.layers, args.max_files, args.expected_offset, settings,
-                 plot=not args.no_plot, verbose=args.verbose, tmp_dir=args.tmp_dir)
+                 plot=not args.no_plot, verbose=args.verbose, tmp_dir=args.tmp_dir,
+                 pattern=args.file_pattern)
 
 
 if __name__ == "__main__":

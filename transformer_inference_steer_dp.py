@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Stage 4, steered inference: ReBalance's dynamic steering at every reasoning-step boundary,
-the vector added to the input of block --steer_layer (SPEC 7)."""
+the vector added to the input of block --steer_layer (docs/method.md §8)."""
 
 import sys
 

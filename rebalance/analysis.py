@@ -1,5 +1,5 @@
-"""The two offline stages as functions the scripts call: pick the layer (SPEC 4) and extract the
-vector with its calibration (SPEC 5). Printing and file writing live here; the mathematics lives
+"""The two offline stages as functions the scripts call: pick the layer and extract the vector with
+its calibration (docs/method.md §4-§6). Printing and file writing live here; the mathematics lives
 in layer_scoring, labels and vectors."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .calibset import (LayerStack, Pairing, available_layers, iter_hidden, pair_records, paired_confidences,
-                       read_calibration_records, report_pairing, require_usable)
+from .calibset import (DEFAULT_PATTERN, HiddenFiles, LayerStack, Pairing, available_layers, iter_hidden,
+                       locate_hidden, pair_records, paired_confidences, read_calibration_records, report_pairing,
+                       require_usable)
 from .constants import calibration_path, generic
 from .errors import UsageError, writable
 from .labels import LABEL_RULES, NEGATIVE, POSITIVE, Quantiles, quantiles, record_labels
@@ -29,21 +30,25 @@ def model_name_from_path(jsonl_path: str) -> str:
     return parts[-3] if len(parts) >= 3 else "unknown"
 
 
-def _open(jsonl_path: str, hidden_dir: str, max_files: int | None, offset: int):
+def _open(jsonl_path: str, hidden_dir: str, max_files: int | None, offset: int, pattern: str = DEFAULT_PATTERN):
+    """The records, where their hidden files are (said on stdout), and the pairing."""
     if offset < 0:
         raise UsageError(f"--expected_offset must be 0 or more, got {offset}")
     records = read_calibration_records(jsonl_path)
-    return records, pair_records(records, hidden_dir, max_files, offset)
+    considered = records[:max_files] if max_files is not None else records
+    files, where = locate_hidden(hidden_dir, [rec.idx for rec in considered], pattern)
+    print(where)
+    return records, files, pair_records(records, files, max_files, offset)
 
 
 def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_files: int | None = None,
                  offset: int = 1, settings: RidgeSettings = RidgeSettings(), plot: bool = True,
-                 verbose: bool = False, tmp_dir: str | None = None) -> dict[str, Any]:
+                 verbose: bool = False, tmp_dir: str | None = None, pattern: str = DEFAULT_PATTERN) -> dict[str, Any]:
     """R^2 of every requested layer; prints the table, then the best layer id alone as the last line."""
-    _, pairing = _open(jsonl_path, hidden_dir, max_files, offset)
-    chosen = parse_layers(layers, available_layers(hidden_dir, pairing))
+    _, files, pairing = _open(jsonl_path, hidden_dir, max_files, offset, pattern)
+    chosen = parse_layers(layers, available_layers(files, pairing))
     scores: dict[int, float] = {}
-    with LayerStack(pairing, hidden_dir, chosen, tmp_dir) as stack:
+    with LayerStack(pairing, files, chosen, tmp_dir) as stack:
         require_usable(pairing)
         print(report_pairing(pairing, verbose))
         y = paired_confidences(pairing, offset)
@@ -63,13 +68,13 @@ def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_file
     return result
 
 
-def _labelled_rows(pairing: Pairing, hidden_dir: str, layer: int, offset: int, rule: str,
+def _labelled_rows(pairing: Pairing, files: HiddenFiles, layer: int, offset: int, rule: str,
                    q: Quantiles) -> tuple[torch.Tensor, torch.Tensor]:
     """The positive and negative rows of one layer, as float32 copies (one layer in memory)."""
     positive: list[torch.Tensor] = []
     negative: list[torch.Tensor] = []
     width = 0
-    for rec, per_layer in iter_hidden(pairing, hidden_dir, [layer]):
+    for rec, per_layer in iter_hidden(pairing, files, [layer]):
         rows = per_layer[layer]
         width = rows.shape[1]
         labels = record_labels(rule, rec.confidences, rec.step_texts, rec.response, rows.shape[0], offset, q)
@@ -88,10 +93,10 @@ def extract_vector(jsonl_path: str, hidden_dir: str, layer: int, save_path: str,
     """Write the vector to `save_path` and the calibration beside it; returns the calibration."""
     if labels not in LABEL_RULES:
         raise UsageError(f"--labels must be one of {', '.join(LABEL_RULES)}, got {labels!r}")
-    records, pairing = _open(jsonl_path, hidden_dir, max_files, offset)
-    check_layers([layer], available_layers(hidden_dir, pairing), "--layer_id")
-    q = quantiles([rec.confidences for rec in records], offset)  # over every record (SPEC 5)
-    positive, negative = _labelled_rows(pairing, hidden_dir, layer, offset, labels, q)
+    records, files, pairing = _open(jsonl_path, hidden_dir, max_files, offset)
+    check_layers([layer], available_layers(files, pairing), "--layer_id")
+    q = quantiles([rec.confidences for rec in records], offset)  # over every record of the jsonl
+    positive, negative = _labelled_rows(pairing, files, layer, offset, labels, q)
     print(report_pairing(pairing, verbose))
     for name, rows, hint in (("positive (overthinking)", positive, "reflective or low-confidence"),
                              ("negative (confident)", negative, "high-confidence, non-reflective")):
@@ -112,7 +117,7 @@ def extract_vector(jsonl_path: str, hidden_dir: str, layer: int, save_path: str,
         "n_positive": int(positive.shape[0]), "n_negative": int(negative.shape[0]),
         "vector_norm": float(vector.norm()),
         "lda": lda.as_dict(),
-        "inputs": {"jsonl_path": os.path.abspath(jsonl_path), "hidden_dir": os.path.abspath(hidden_dir),
+        "inputs": {"jsonl_path": os.path.abspath(jsonl_path), "hidden_dir": os.path.abspath(files.folder),
                    "records_in_jsonl": len(records), "records_used": len(pairing.used),
                    "records_skipped": len(pairing.skipped), "rows_used": pairing.n_rows},
         "settings": {"labels": labels, "normalize": normalize, "max_files": max_files, "expected_offset": offset},
@@ -126,7 +131,7 @@ def extract_vector(jsonl_path: str, hidden_dir: str, layer: int, save_path: str,
 
 
 def low_values(lda: LdaDiagnostics, normalize: bool = False) -> dict[str, Any]:
-    """low_val_1 = -alpha_mean and low_val_2 = -alpha_all (SPEC 5), in units of the saved vector:
+    """low_val_1 = -alpha_mean and low_val_2 = -alpha_all (docs/method.md §6), in units of the saved vector:
     the alphas count multiples of S, so a unit vector (`--normalize`) needs them times ||S||.
     When the release's threshold sign leaves alpha_mean at 0, those would make F1 flat and the
     control function undefined; the generic pair is used instead and the file says so."""

@@ -1,4 +1,4 @@
-"""Answer extraction per benchmark family (SPEC 8): what a response answered, before any
+"""Answer extraction per benchmark family (docs/method.md §11): what a response answered, before any
 equivalence is judged.
 
 The answer is looked for after `</think>` when the response closed its thinking. A response cut off

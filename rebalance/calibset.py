@@ -1,4 +1,4 @@
-"""Reading a collection run for the offline analysis (SPEC 4-5): records, hidden files, pairing.
+"""Reading a collection run for the offline analysis (docs/method.md §4-§5): records, hidden files, pairing.
 
 A collection run is a JSONL of records plus `hidden_{idx}.pt` files holding
 `{layer: {0: {"step": Tensor[V, D]}}}` (this project's files and the authors' release share the
@@ -69,8 +69,48 @@ def read_calibration_records(jsonl_path: str) -> list[CalibRecord]:
     return records
 
 
-def hidden_file(hidden_dir: str, idx: int) -> str:
-    return os.path.join(hidden_dir, f"hidden_{idx}.pt")
+DEFAULT_PATTERN = "hidden_{idx}.pt"
+EARLIER_SUBFOLDER = "hidden_states"  # where this suite wrote them before it took the release's layout
+
+
+@dataclass(frozen=True)
+class HiddenFiles:
+    """Where the hidden file of each idx is: a folder and a name pattern with `{idx}`."""
+
+    folder: str
+    pattern: str = DEFAULT_PATTERN
+
+    def path(self, idx: int) -> str:
+        return os.path.join(self.folder, self.pattern.format(idx=idx))
+
+    @staticmethod
+    def of(hidden: "HiddenFiles | str") -> "HiddenFiles":
+        return hidden if isinstance(hidden, HiddenFiles) else HiddenFiles(hidden)
+
+
+def check_pattern(pattern: str) -> str:
+    """`--file_pattern` must name each file by its idx, e.g. `hidden_{idx}.pt`."""
+    try:
+        names = {pattern.format(idx=0), pattern.format(idx=1)}
+    except (KeyError, IndexError, ValueError) as err:
+        raise UsageError(f"--file_pattern {pattern!r}: only the field {{idx}} is allowed ({err})") from None
+    if len(names) != 2 or os.sep in pattern:
+        raise UsageError(f"--file_pattern {pattern!r} must be a file name containing {{idx}}, e.g. {DEFAULT_PATTERN}")
+    return pattern
+
+
+def locate_hidden(hidden_dir: str, idxs: Sequence[int], pattern: str = DEFAULT_PATTERN) -> tuple[HiddenFiles, str]:
+    """The folder that holds the hidden files: `hidden_dir` itself (the release's layout: beside the
+    shards), or its `hidden_states/` subfolder when the files are only there (earlier runs of this
+    suite). Returns the files and one line saying which was used."""
+    if not os.path.isdir(hidden_dir):
+        raise UsageError(f"--hidden_dir: no such folder: {hidden_dir}")
+    given = HiddenFiles(hidden_dir, check_pattern(pattern))
+    sub = HiddenFiles(os.path.join(hidden_dir, EARLIER_SUBFOLDER), pattern)
+    count = lambda files: sum(os.path.isfile(files.path(i)) for i in idxs)  # noqa: E731
+    if count(given) == 0 and os.path.isdir(sub.folder) and count(sub) > 0:
+        return sub, f"hidden files: {sub.folder}/{pattern} (the hidden_states/ layout of earlier runs)"
+    return given, f"hidden files: {given.folder}/{pattern}"
 
 
 def load_hidden(path: str) -> dict:
@@ -103,16 +143,17 @@ def layer_keys(hidden: Any, path: str) -> list[int]:
     return keys
 
 
-def pair_records(records: Sequence[CalibRecord], hidden_dir: str, max_files: int | None,
+def pair_records(records: Sequence[CalibRecord], hidden: HiddenFiles | str, max_files: int | None,
                  offset: int) -> Pairing:
     """The first `max_files` records whose hidden file exists and whose confidences leave rows to
     pair. The row count itself is checked while the files are read (`iter_hidden`), so each file
     is opened once."""
-    if not os.path.isdir(hidden_dir):
-        raise UsageError(f"--hidden_dir: no such folder: {hidden_dir}")
+    files = HiddenFiles.of(hidden)
+    if not os.path.isdir(files.folder):
+        raise UsageError(f"--hidden_dir: no such folder: {files.folder}")
     pairing = Pairing(used=[])
     for rec in records[:max_files] if max_files is not None else records:
-        path = hidden_file(hidden_dir, rec.idx)
+        path = files.path(rec.idx)
         if not os.path.isfile(path):
             pairing.skipped.append((rec.idx, f"no {os.path.basename(path)}"))
         elif len(rec.confidences) - offset <= 0:
@@ -137,20 +178,21 @@ def require_usable(pairing: Pairing) -> None:
                          "(check --hidden_dir, --expected_offset and --max_files; --verbose says why)")
 
 
-def available_layers(hidden_dir: str, pairing: Pairing) -> list[int]:
+def available_layers(hidden: HiddenFiles | str, pairing: Pairing) -> list[int]:
     """Layer keys of the first candidate hidden file."""
     require_usable(pairing)
-    path = hidden_file(hidden_dir, pairing.used[0][0].idx)
+    path = HiddenFiles.of(hidden).path(pairing.used[0][0].idx)
     return layer_keys(load_hidden(path), path)
 
 
-def iter_hidden(pairing: Pairing, hidden_dir: str,
+def iter_hidden(pairing: Pairing, hidden: HiddenFiles | str,
                 layers: Sequence[int]) -> Iterator[tuple[CalibRecord, dict[int, torch.Tensor]]]:
     """Each usable record with its rows for `layers`, reading every hidden file once. A record
-    whose row count does not match its confidences moves from `used` to `skipped` (SPEC 4)."""
+    whose row count does not match its confidences moves from `used` to `skipped`."""
+    files = HiddenFiles.of(hidden)
     kept = []
     for rec, rows in tqdm(list(pairing.used), desc="reading hidden states", unit="file"):
-        path = hidden_file(hidden_dir, rec.idx)
+        path = files.path(rec.idx)
         hidden = load_hidden(path)
         keys = layer_keys(hidden, path)
         found = layer_rows(hidden, keys[0], path).shape[0]
@@ -179,14 +221,14 @@ class LayerStack:
     """All rows of many layers, gathered in one pass over the hidden files into one temporary file
     per layer (appended in the files' own dtype), so memory holds one layer at a time, not all."""
 
-    def __init__(self, pairing: Pairing, hidden_dir: str, layers: Sequence[int], tmp_dir: str | None = None):
+    def __init__(self, pairing: Pairing, hidden: HiddenFiles | str, layers: Sequence[int], tmp_dir: str | None = None):
         self._tmp = tempfile.TemporaryDirectory(prefix="rebalance_rows_", dir=tmp_dir)
         self._files: dict[int, Any] = {}
         self._dtype: torch.dtype | None = None
         self.width: dict[int, int] = {}
         self.n_rows = 0
         try:
-            for _, per_layer in iter_hidden(pairing, hidden_dir, layers):
+            for _, per_layer in iter_hidden(pairing, hidden, layers):
                 for layer, rows in per_layer.items():
                     self._append(layer, rows)
                 self.n_rows += next(iter(per_layer.values())).shape[0]

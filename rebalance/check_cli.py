@@ -1,5 +1,5 @@
 """check.py: grade a generation file, write `<name>.graded.jsonl` and `<name>.metrics.json` beside it,
-and with `--baseline` compare two runs of the same dataset side by side (SPEC 8)."""
+and with `--baseline` compare two runs of the same dataset side by side (docs/method.md §11)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from .answers import FAMILIES, family_of
-from .cli import add_model_flags, positive_int
+from .cli import add_ignored_flag, add_model_flags, positive_int
 from .data import load_examples
 from .equivalence import GRADERS
 from .errors import UsageError, writable
@@ -23,7 +23,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     add_model_flags(parser)
     parser.add_argument("--data_name", required=True, help="benchmark folder name, e.g. Math_Math500")
     parser.add_argument("--generation_path", required=True, help="merged jsonl of a run")
-    parser.add_argument("--data_dir", default="./Data", help="holds {data_name}/test.jsonl (the gold answers)")
+    parser.add_argument("--data_dir", default="./Data", help="holds {data_name}/{split}.jsonl (the gold answers)")
+    parser.add_argument("--split", default="test", help="which file of the dataset folder holds the gold answers")
+    add_ignored_flag(parser, "--prompt_type",
+                     why="grading reads the answers from the responses; the prompt was fixed when they were generated")
     parser.add_argument("--k", type=positive_int, default=1, help="pass@k")
     parser.add_argument("--n_sampling", type=positive_int, default=None,
                         help="grade only the first N responses of each record (default: all)")
@@ -87,7 +90,7 @@ def format_table(runs: list[tuple[str, dict[str, Any]]], k: int) -> str:
 
 def run_check(args) -> dict[str, Any]:
     family = family_of(args.data_name, args.family)
-    examples = load_examples(args.data_dir, args.data_name)
+    examples = load_examples(args.data_dir, args.data_name, split=args.split)
     for flag, path in (("--generation_path", args.generation_path), ("--baseline", args.baseline)):
         if path is not None and not os.path.isfile(path):
             raise UsageError(f"{flag}: no such file: {path}")

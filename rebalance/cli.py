@@ -1,8 +1,10 @@
-"""Flags shared by the scripts, with types that reject bad values by naming the flag."""
+"""Flags shared by the scripts, with types that reject bad values by naming the flag, and the
+flags of the authors' scripts that have no meaning here (accepted, with a note)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def positive_int(text: str) -> int:
@@ -26,6 +28,24 @@ def fraction(text: str) -> float:
     return value
 
 
+class IgnoredFlag(argparse.Action):
+    """A flag of the authors' scripts with no meaning in this suite: parsing it prints one line on
+    stderr saying so and why, and the run goes on, so their command lines work unchanged."""
+
+    def __init__(self, option_strings, dest, why: str = "", **kwargs):
+        self.why = why
+        kwargs.setdefault("help", f"accepted and ignored: {why}")
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is ignored: {self.why}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_ignored_flag(parser: argparse.ArgumentParser, flag: str, why: str, **kwargs) -> None:
+    parser.add_argument(flag, action=IgnoredFlag, why=why, default=None, **kwargs)
+
+
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model_name_or_path", default="embedded",
                         help="local HF folder, .gguf file, hub id, or 'embedded' (SmolLM2-135M-Instruct)")
@@ -37,7 +57,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset_dir", default="./Data")
     parser.add_argument("--dataset", required=True, help="folder under --dataset_dir holding test.jsonl")
     parser.add_argument("--output_path", default="./outputs")
-    parser.add_argument("--max_generated_tokens", type=positive_int, default=16384)
+    parser.add_argument("--max_generated_tokens", type=positive_int, default=16384,
+                        help="new tokens per response (the authors' scripts default to 512, which cuts most "
+                             "reasoning traces short)")
     parser.add_argument("--num_gpus", type=positive_int, default=1,
                         help="data-parallel workers, one per GPU (CPU workers without CUDA)")
     parser.add_argument("--batch_size", type=positive_int, default=1)
@@ -45,9 +67,13 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_calibration_input_flags(parser: argparse.ArgumentParser) -> None:
-    """The inputs of both analysis scripts: one collection run (SPEC 4-5)."""
+    """The inputs of both analysis scripts: one collection run (docs/method.md §4)."""
     parser.add_argument("--jsonl_path", required=True, help="records of the collection run (merged or a shard)")
-    parser.add_argument("--hidden_dir", required=True, help="folder of hidden_{idx}.pt files")
-    parser.add_argument("--max_files", type=positive_int, default=None, help="only the first N records (default: all)")
+    parser.add_argument("--hidden_dir", required=True,
+                        help="folder of hidden_{idx}.pt files: the run's dataset folder (or its hidden_states/ "
+                             "subfolder, where earlier versions of this suite wrote them; either is found)")
+    parser.add_argument("--max_files", type=positive_int, default=None,
+                        help="only the first N records (default: all of them; the authors' scripts default to "
+                             "150 and 100)")
     parser.add_argument("--expected_offset", type=int, default=1, help="row j pairs with confidence j + offset")
     parser.add_argument("--verbose", action="store_true", help="name every skipped record and why")

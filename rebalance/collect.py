@@ -1,4 +1,4 @@
-"""The collection run (SPEC 3): generate greedily, and in the same pass record step confidences
+"""The collection run (docs/method.md §3): generate greedily, and in the same pass record step confidences
 and the hidden state of every layer at the first token of each step."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import torch
 
+from .calibset import HiddenFiles
 from .capture import HiddenCapture
 from .data import Example, prompt_ids
 from .generation import Generation, eos_token_ids, generate
@@ -43,12 +44,14 @@ def _capture_last_token(model, gen: Generation, need: Sequence[bool], capture: H
 
 
 def collect_batch(model, tokenizer, table: TokenTable, examples: Sequence[Example], max_new_tokens: int,
-                  policy: str = "avg2", processors: Sequence = ()) -> list[Collected]:
-    """Generate one batch and return its records and hidden-state dicts (SPEC 3 formats)."""
+                  policy: str = "avg2", processors: Sequence = (), rows_device: str | torch.device = "cpu"
+                  ) -> list[Collected]:
+    """Generate one batch and return its records and hidden-state dicts (docs/method.md §3 formats).
+    Captured rows wait on `rows_device` until the batch ends (`--hs_device`)."""
     device = next(model.parameters()).device
     prompts = [prompt_ids(tokenizer, ex.problem) for ex in examples]
     tracker = StepTracker(table, prompts, device)
-    capture = HiddenCapture(model, len(prompts))
+    capture = HiddenCapture(model, len(prompts), rows_device)
 
     def on_step(tokens: torch.Tensor) -> None:
         tracker.advance(tokens)
@@ -96,7 +99,7 @@ def build_record(tokenizer, ex: Example, tokens: Sequence[int], logprobs: Sequen
 
 
 def hidden_path(hidden_dir: str, idx: int) -> str:
-    return os.path.join(hidden_dir, f"hidden_{idx}.pt")
+    return HiddenFiles(hidden_dir).path(idx)
 
 
 def save_hidden(hidden: dict, hidden_dir: str, idx: int) -> None:

@@ -1,4 +1,4 @@
-"""The constants the authors released (SPEC 6), keyed by model name, and the generic fallback."""
+"""The constants the authors released (docs/method.md §7), keyed by model name, and the generic fallback."""
 
 from __future__ import annotations
 

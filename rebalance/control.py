@@ -1,4 +1,4 @@
-"""The dynamic control function f(c, v) of SPEC 6: from a step's confidence c and the confidence
+"""The dynamic control function f(c, v) of docs/method.md §7: from a step's confidence c and the confidence
 variance v to a signed steering coefficient (negative: push towards thinking less; positive, small:
 towards thinking more)."""
 

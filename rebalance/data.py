@@ -1,4 +1,4 @@
-"""Datasets in the project's JSONL format and the prompt every stage uses (SPEC 1)."""
+"""Datasets in the project's JSONL format and the prompt every stage uses (docs/method.md §1)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ class Example:
     extra: dict[str, Any]
 
 
-def dataset_file(dataset_dir: str, dataset: str) -> str:
-    return os.path.join(dataset_dir, dataset, "test.jsonl")
+def dataset_file(dataset_dir: str, dataset: str, split: str = "test") -> str:
+    return os.path.join(dataset_dir, dataset, f"{split}.jsonl")
 
 
 def read_jsonl(path: str) -> list[tuple[int, dict[str, Any]]]:
@@ -45,9 +45,9 @@ def read_jsonl(path: str) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def load_examples(dataset_dir: str, dataset: str, limit: int | None = None) -> list[Example]:
-    """Read `{dataset_dir}/{dataset}/test.jsonl`, checking every record has a `problem` string."""
-    path = dataset_file(dataset_dir, dataset)
+def load_examples(dataset_dir: str, dataset: str, limit: int | None = None, split: str = "test") -> list[Example]:
+    """Read `{dataset_dir}/{dataset}/{split}.jsonl`, checking every record has a `problem` string."""
+    path = dataset_file(dataset_dir, dataset, split)
     if not os.path.isfile(path):
         raise UsageError(f"dataset file not found: {path} (check --dataset_dir and --dataset)")
     examples = []

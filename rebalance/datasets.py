@@ -1,5 +1,5 @@
 """The nine benchmarks and the seen set, from their public Hugging Face dataset repositories, in the
-project's format (SPEC 1): `problem`, `answer`, and the source's other fields.
+project's format (docs/method.md §1): `problem`, `answer`, and the source's other fields.
 
 Each source is read from the hub's parquet conversion of the dataset (`refs/convert/parquet`,
 `{config}/{split}/*.parquet`), so one reader serves every repository whatever its own file layout.

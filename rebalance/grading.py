@@ -1,4 +1,4 @@
-"""Grading a merged generation file (SPEC 8): join to the gold answers by idx, extract, judge,
+"""Grading a merged generation file (docs/method.md §11): join to the gold answers by idx, extract, judge,
 count tokens, and reduce to the paper's numbers (accuracy, average tokens)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Which reasoning steps count as overthinking or underthinking (SPEC 5): the reflection lexicon,
+"""Which reasoning steps count as overthinking or underthinking (docs/method.md §5): the reflection lexicon,
 the confidence and variance quantiles, and the two labelling rules."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def release_step_texts(response: str) -> list[str]:
 
 
 def step_variances(confidences: Sequence[float]) -> list[float]:
-    """v_j = (c_j - c_{j-1})^2 / 4, and 0 for the first step (SPEC 2)."""
+    """v_j = (c_j - c_{j-1})^2 / 4, and 0 for the first step (docs/method.md §2)."""
     return [0.0] + [(b - a) ** 2 / 4 for a, b in zip(confidences, confidences[1:])]
 
 

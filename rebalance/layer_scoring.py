@@ -1,4 +1,4 @@
-"""Which layer encodes step confidence best (SPEC 4): PCA + Ridge R^2 per layer.
+"""Which layer encodes step confidence best (docs/method.md §4): PCA + Ridge R^2 per layer.
 
 The calls and their order follow the release so its numbers come out to the last digit:
 `train_test_split` on the stacked rows, PCA fitted on the train part, Ridge on the components,

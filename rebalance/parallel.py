@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.multiprocessing as mp
@@ -60,17 +61,23 @@ def _worker(local_rank: int, world: int, fn: Callable[[Rank, Any], None], payloa
     fn(Rank(local_rank, world, device), payload)
 
 
-def run_data_parallel(fn: Callable[[Rank, Any], None], payload: Any, num_gpus: int) -> None:
+def run_data_parallel(fn: Callable[[Rank, Any], None], payload: Any, num_gpus: int,
+                      hold: Callable[[Sequence[int]], AbstractContextManager] | None = None) -> None:
     """Run `fn(rank, payload)` on every rank: in this process when launched externally or when
-    there is a single worker, else in spawned processes (fn and payload must be picklable)."""
+    there is a single worker, else in spawned processes (fn and payload must be picklable).
+    `hold(ranks)` is entered in this process around the work of the ranks it runs or spawns (the
+    shard locks), so it lasts exactly as long as they do."""
+    hold = hold or (lambda ranks: nullcontext())
     launched = launched_rank()
     if launched is not None:
         if launched.device.startswith("cuda"):
             torch.cuda.set_device(launched.device)
-        fn(launched, payload)
+        with hold([launched.rank]):
+            fn(launched, payload)
         return
     workers = plan_workers(num_gpus)
-    if workers == 1:
-        fn(Rank(0, 1, "cuda:0" if torch.cuda.is_available() else "cpu"), payload)
-        return
-    mp.start_processes(_worker, args=(workers, fn, payload), nprocs=workers, join=True, start_method="spawn")
+    with hold(range(workers)):
+        if workers == 1:
+            fn(Rank(0, 1, "cuda:0" if torch.cuda.is_available() else "cpu"), payload)
+            return
+        mp.start_processes(_worker, args=(workers, fn, payload), nprocs=workers, join=True, start_method="spawn")

@@ -4,8 +4,9 @@ the shard, batch, show progress, write each result as soon as its batch is done.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
@@ -15,7 +16,7 @@ from .data import Example, load_examples
 from .models import load_model, model_basename, model_shape, num_residual_sites, resolve_model_path, text_config
 from .steering import SteeringSetup, load_vector, site_index, steer_batch
 from .parallel import Rank, run_data_parallel
-from .shards import ShardWriter, shard_path
+from .shards import ShardWriter, hold_shards, shard_path
 
 
 def batches(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -60,26 +61,30 @@ class RunJob:
 @dataclass(frozen=True)
 class CollectJob(RunJob):
     policy: str = "avg2"
+    hs_device: str = "auto"
 
     @property
     def hidden_dir(self) -> str:
-        return os.path.join(self.out_dir, "hidden_states")
+        """Beside the shards, as the authors' script writes them (their README's --hidden_dir)."""
+        return self.out_dir
 
 
 def collect_rank(rank: Rank, job: CollectJob) -> None:
     examples = load_examples(job.dataset_dir, job.dataset, job.limit)
     model, tokenizer = load_model(job.model, rank.device, job.dtype, job.trust_remote_code)
     table = make_table(model, tokenizer)
+    keep_on = rank.device if job.hs_device == "cuda" else "cpu"
     run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank), job.batch_size,
-             lambda batch: collect_batch(model, tokenizer, table, batch, job.max_new_tokens, job.policy),
+             lambda batch: collect_batch(model, tokenizer, table, batch, job.max_new_tokens, job.policy,
+                                         rows_device=keep_on),
              before_append=lambda res: save_hidden(res.hidden, job.hidden_dir, res.record["idx"]),
              desc=f"collect {job.dataset}")
 
 
 def collection_job(model_name_or_path: str, dataset_dir: str, dataset: str, output_path: str,
                    max_new_tokens: int, temperature: float, batch_size: int, limit: int | None,
-                   dtype: str | None, trust_remote_code: bool) -> CollectJob:
-    """Check the inputs up front (before any worker starts) and name the outputs (SPEC 3)."""
+                   dtype: str | None, trust_remote_code: bool, hs_device: str = "auto") -> CollectJob:
+    """Check the inputs up front (before any worker starts) and name the outputs (docs/method.md §3)."""
     load_examples(dataset_dir, dataset, limit)  # fails early, with file:line, on bad data
     model = resolve_model_path(model_name_or_path)
     model_shape(model, trust_remote_code)  # an unreadable config fails here, not in every worker
@@ -87,11 +92,24 @@ def collection_job(model_name_or_path: str, dataset_dir: str, dataset: str, outp
     out_dir = os.path.join(output_path, name, dataset)
     base = f"origin_temp{temperature}_maxlen{max_new_tokens}"
     return CollectJob(model, name, dataset_dir, dataset, out_dir, base, max_new_tokens, batch_size, limit,
-                      dtype, trust_remote_code)
+                      dtype, trust_remote_code, hs_device=hs_device)
+
+
+def shard_locks(job: RunJob) -> Callable[[Sequence[int]], Any]:
+    """Hold the lock of every shard the given ranks write, and say so (a second run on the same
+    output stops with the holder's pid instead of interleaving records)."""
+    @contextmanager
+    def hold(ranks: Sequence[int]) -> Iterator[None]:
+        paths = [shard_path(job.out_dir, job.base, rank) for rank in ranks]
+        with hold_shards(paths):
+            print(f"writing {', '.join(os.path.basename(p) for p in paths)} in {job.out_dir} (pid {os.getpid()})",
+                  flush=True)
+            yield
+    return hold
 
 
 def run_collection(job: CollectJob, num_gpus: int) -> None:
-    run_data_parallel(collect_rank, job, num_gpus)
+    run_data_parallel(collect_rank, job, num_gpus, shard_locks(job))
 
 
 @dataclass(frozen=True)
@@ -125,4 +143,4 @@ def steer_rank(rank: Rank, job: SteerJob) -> None:
 
 
 def run_steering(job: SteerJob, num_gpus: int) -> None:
-    run_data_parallel(steer_rank, job, num_gpus)
+    run_data_parallel(steer_rank, job, num_gpus, shard_locks(job))

@@ -3,15 +3,22 @@
 A record line is written whole and flushed to disk before the next example starts; the hidden
 file of an example is renamed into place before its record is appended, so a record never points
 at a missing or half-written file. On reopening, a torn last line (a kill mid-write) is cut off.
+
+A run holds an advisory lock on each shard it writes (`<shard>.lock`, with its pid) for its whole
+life; the kernel drops it when the process exits in any way, kill -9 included. A second run on the
+same shard stops at once instead of interleaving records, and a merge warns while a run is live.
 """
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
 import re
-from typing import Any, Iterable
+import sys
+from contextlib import ExitStack, contextmanager
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -77,6 +84,63 @@ class ShardWriter:
         self.done.add(record["idx"])
 
 
+def lock_path(shard: str) -> str:
+    return f"{shard}.lock"
+
+
+def _holder(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+
+
+class ShardLock:
+    """The exclusive right to append to one shard, for as long as this object is open."""
+
+    def __init__(self, shard: str):
+        self.shard = shard
+        os.makedirs(os.path.dirname(shard) or ".", exist_ok=True)
+        self._fd = os.open(lock_path(shard), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _holder(self._fd)
+            os.close(self._fd)
+            raise UsageError(f"{shard} is being written by another run (pid {pid}); "
+                             "wait for it to finish or stop it, then run again to resume") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+
+@contextmanager
+def hold_shards(shards: Sequence[str]) -> Iterator[None]:
+    """Lock every shard this process (or its workers) will write, for the duration of the block."""
+    with ExitStack() as stack:
+        for shard in shards:
+            stack.callback(ShardLock(shard).release)
+        yield
+
+
+def live_writer(shard: str) -> str | None:
+    """The pid of the run holding the shard's lock, or None when no run is writing it."""
+    path = lock_path(shard)
+    if not os.path.exists(path):
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    finally:
+        os.close(fd)  # closing drops a shared lock taken just to test
+    return None
+
+
 def shard_files(directory: str, base: str) -> list[str]:
     pattern = os.path.join(glob.escape(directory), glob.escape(base) + ".shard*.jsonl")
     rank = re.compile(r"\.shard(\d+)\.jsonl$")
@@ -109,12 +173,17 @@ def merge_shards(directory: str, base: str, out: str | None = None,
     files = shard_files(directory, base)
     if not files:
         raise UsageError(f"--base: no {base}.shard*.jsonl in {directory}")
+    live = [(path, pid) for path in files if (pid := live_writer(path)) is not None]
+    for path, pid in live:
+        print(f"warning: {os.path.basename(path)} is still being written (pid {pid}); this merge may miss "
+              "records: merge again when the run ends", file=sys.stderr)
     per_file = [read_records(path) for path in files]
     merged, duplicates = merge_records(per_file)
     out = out or os.path.join(directory, f"{base}.merged.jsonl")
     atomic_write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged), out)
     summary: dict[str, Any] = {"out": out, "shards": {os.path.basename(p): len(r) for p, r in zip(files, per_file)},
-                               "records": len(merged), "duplicates_dropped": duplicates}
+                               "records": len(merged), "duplicates_dropped": duplicates,
+                               "live": [os.path.basename(path) for path, _ in live]}
     if expected is not None:
         present = {r.get("idx") for r in merged}
         summary["missing"] = [i for i in range(expected) if i not in present]

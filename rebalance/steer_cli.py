@@ -1,4 +1,4 @@
-"""The steered inference scripts (SPEC 7). Both top-level scripts call `main` here; the Qwen3 one
+"""The steered inference scripts (docs/method.md §8). Both top-level scripts call `main` here; the Qwen3 one
 only changes defaults: injection at the block's output, repetition penalty 1.18, Qwen3-14B constants."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Steered generation (SPEC 7): a per-row controller fed by the logits, and one layer hook that adds
+"""Steered generation (docs/method.md §8): a per-row controller fed by the logits, and one layer hook that adds
 coefficient x vector at the boundary token of the rows that are thinking.
 
 Everything per token is a tensor operation over the batch: no loop over rows, no host sync.
@@ -55,7 +55,7 @@ def site_index(n_sites: int, steer_layer: int, inject_at: str) -> int:
 
 
 class Controller:
-    """Per-row state of SPEC 7, reset for every batch (the release leaked it across questions).
+    """Per-row state of docs/method.md §8, reset for every batch (the release leaked it across questions).
 
     Step confidence online = arithmetic mean of p_t over the step's tokens, the boundary token
     excluded, every other token (<think> and </think> too) included. At a boundary that closes a

@@ -1,4 +1,4 @@
-"""Reasoning steps on generated token ids: boundaries, the thinking region, step confidence (SPEC 2).
+"""Reasoning steps on generated token ids: boundaries, the thinking region, step confidence (docs/method.md §2).
 
 Two views of one rule: `split_steps` works offline on a finished response (plain Python), and
 `StepTracker` follows every row of a batch online, one token at a time, in tensors only.
@@ -92,7 +92,7 @@ class StepSplit:
 
 
 def split_steps(generated: Sequence[int], table: TokenTable, thinking: bool) -> StepSplit:
-    """Split a response into steps (SPEC 2), on token ids, boundaries in the response only.
+    """Split a response into steps (docs/method.md §2), on token ids, boundaries in the response only.
 
     A step runs up to and including its boundary token; the region ends at `</think>` or EOS;
     one contiguous region (a second `<think>` after `</think>` does not reopen it). Row j of the

@@ -1,4 +1,4 @@
-"""The steering vector and the constants derived with it (SPEC 5).
+"""The steering vector and the constants derived with it (docs/method.md §5).
 
 S = mean(overthinking rows) - mean(confident rows), in float32 as the release computed it. A
 diagonal LDA in float64 says how far along -S the positive rows must move to cross the class
@@ -49,7 +49,7 @@ class LdaDiagnostics:
 
 
 def lda_diagnostics(positive: torch.Tensor, negative: torch.Tensor) -> LdaDiagnostics:
-    """SPEC 5's diagonal LDA, including the release's threshold sign (t = -(w.mu1 + w.mu0)/2):
+    """docs/method.md §5's diagonal LDA, including the release's threshold sign (t = -(w.mu1 + w.mu0)/2):
     the released constants were derived with it."""
     mu1, var1 = _moments(positive)
     mu0, var0 = _moments(negative)

@@ -24,16 +24,16 @@ run -m rebalance.demo_data --out "$DATA" --seen "$SEEN" --heldout "$HELDOUT"
 echo "== 1. collection on the seen set ($WORKERS workers)"
 run transformer_inference_dp.py --model_name_or_path "$MODEL" --dataset_dir "$DATA" --dataset Demo_Seen \
   --output_path "$OUT/runs" --max_generated_tokens "$MAXLEN" --batch_size "$BATCH" --num_gpus "$WORKERS"
-run merge_shards.py --dir "$SEEN_DIR" --base "origin_temp0.0_maxlen$MAXLEN" --expected "$SEEN"
-SEEN_JSONL="$SEEN_DIR/origin_temp0.0_maxlen$MAXLEN.merged.jsonl"
+run merge_shards.py --dir "$SEEN_DIR" --base "origin_temp0.7_maxlen$MAXLEN" --expected "$SEEN"
+SEEN_JSONL="$SEEN_DIR/origin_temp0.7_maxlen$MAXLEN.merged.jsonl"
 
 echo "== 2. layer selection"
-LAYER=$(run hidden_config_ridge.py --jsonl_path "$SEEN_JSONL" --hidden_dir "$SEEN_DIR/hidden_states" | tail -n 1)
+LAYER=$(run hidden_config_ridge.py --jsonl_path "$SEEN_JSONL" --hidden_dir "$SEEN_DIR" | tail -n 1)
 echo "best layer: $LAYER"
 
 echo "== 3. steering vector and calibration"
 VECTOR="$OUT/vectors/$NAME/steer_vector_layer${LAYER}_conf_mixed.pt"
-run hidden_analysis_auto.py --layer_id "$LAYER" --jsonl_path "$SEEN_JSONL" --hidden_dir "$SEEN_DIR/hidden_states" \
+run hidden_analysis_auto.py --layer_id "$LAYER" --jsonl_path "$SEEN_JSONL" --hidden_dir "$SEEN_DIR" \
   --save_path "$VECTOR"
 
 COMMON=(--model_name_or_path "$MODEL" --dataset_dir "$DATA" --dataset Demo_Heldout --output_path "$OUT/runs"
@@ -52,6 +52,6 @@ run check.py --model_name_or_path "$MODEL" --data_name Demo_Heldout --data_dir "
   --baseline "$HELD_DIR/baseline_temp0.0_maxlen$MAXLEN.merged.jsonl"
 
 echo "== plots"
-echo "R^2 by layer:         $SEEN_DIR/origin_temp0.0_maxlen$MAXLEN.merged.ridge_r2.png"
+echo "R^2 by layer:         $SEEN_DIR/origin_temp0.7_maxlen$MAXLEN.merged.ridge_r2.png"
 echo "control surface:      $HELD_DIR/control_surface.png"
 echo "length distributions: $HELD_DIR/steer_temp0.0_maxlen$MAXLEN.merged.lengths.png"

@@ -87,9 +87,9 @@ def test_collection_run_feeds_both_scripts_and_the_steered_run_reads_the_calibra
         "--output_path", str(tmp_path / "out"), "--max_generated_tokens", "48", "--batch_size", "5"], capsys)
     assert status == 0, err
     folder = os.path.join(str(tmp_path / "out"), "qwen2", "Toy")
-    assert run_main(merge_shards.main, ["--dir", folder, "--base", "origin_temp0.0_maxlen48"], capsys)[0] == 0
-    jsonl = os.path.join(folder, "origin_temp0.0_maxlen48.merged.jsonl")
-    hidden = os.path.join(folder, "hidden_states")
+    assert run_main(merge_shards.main, ["--dir", folder, "--base", "origin_temp0.7_maxlen48"], capsys)[0] == 0
+    jsonl = os.path.join(folder, "origin_temp0.7_maxlen48.merged.jsonl")
+    hidden = folder
     status, out = run_main(hidden_config_ridge.main, ["--jsonl_path", jsonl, "--hidden_dir", hidden], capsys, "out")
     assert status == 0
     best = int(out.strip().splitlines()[-1])

@@ -21,8 +21,8 @@ def test_demo_stages_on_a_tiny_model(tiny_dirs, tmp_path):
     vector = out / "vectors" / "qwen2" / f"steer_vector_layer{layer}_conf_mixed.pt"
     expected = [
         data / "Demo_Seen" / "test.jsonl", data / "Demo_Heldout" / "test.jsonl",
-        seen / "origin_temp0.0_maxlen48.merged.jsonl", seen / "hidden_states" / "hidden_0.pt",
-        seen / "origin_temp0.0_maxlen48.merged.ridge_r2.png", seen / "origin_temp0.0_maxlen48.merged.ridge_r2.csv",
+        seen / "origin_temp0.7_maxlen48.merged.jsonl", seen / "hidden_0.pt",
+        seen / "origin_temp0.7_maxlen48.merged.ridge_r2.png", seen / "origin_temp0.7_maxlen48.merged.ridge_r2.csv",
         vector, vector.with_suffix(".json"),
         held / "baseline_temp0.0_maxlen48.merged.jsonl", held / "steer_temp0.0_maxlen48.merged.jsonl",
         held / "control_surface.png", held / "steer_temp0.0_maxlen48.merged.lengths.png",

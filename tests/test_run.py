@@ -40,7 +40,7 @@ def test_two_workers_give_two_shards_that_merge(tiny_dirs, toy_data, tmp_path, c
     assert status == 0, err
     assert "2 CPU workers" in err
     folder = shard_dir(tmp_path / "out", model_dir, toy_data)
-    base = "origin_temp0.0_maxlen12"
+    base = "origin_temp0.7_maxlen12"
     shard0 = [r["idx"] for r in read_records(os.path.join(folder, f"{base}.shard0.jsonl"))]
     shard1 = [r["idx"] for r in read_records(os.path.join(folder, f"{base}.shard1.jsonl"))]
     assert (shard0, shard1) == ([0, 2, 4], [1, 3])
@@ -50,7 +50,7 @@ def test_two_workers_give_two_shards_that_merge(tiny_dirs, toy_data, tmp_path, c
     merged = read_records(os.path.join(folder, f"{base}.merged.jsonl"))
     assert [r["idx"] for r in merged] == [0, 1, 2, 3, 4]
     for idx in range(5):
-        hidden = torch.load(os.path.join(folder, "hidden_states", f"hidden_{idx}.pt"), weights_only=True)
+        hidden = torch.load(os.path.join(folder, f"hidden_{idx}.pt"), weights_only=True)
         assert hidden[0][0]["step"].shape[0] == len(merged[idx]["sentence_confidences"]) - 1
 
 
@@ -58,7 +58,7 @@ def test_killed_run_resumes_without_duplicates(tiny_dirs, toy_data, tmp_path, ca
     model_dir = tiny_dirs["llama"]
     argv = collect_argv(model_dir, toy_data, tmp_path / "out", "--batch_size", "2")
     folder = shard_dir(tmp_path / "out", model_dir, toy_data)
-    shard = os.path.join(folder, "origin_temp0.0_maxlen12.shard0.jsonl")
+    shard = os.path.join(folder, "origin_temp0.7_maxlen12.shard0.jsonl")
 
     # kill 1: an exception after three records were written (mid-batch: the 4th hidden file fails)
     real_save = runs.save_hidden
@@ -152,6 +152,6 @@ def test_problem_with_blank_lines_keeps_pairing(tiny_dirs, tmp_path, capsys):
     status, _ = run_main(transformer_inference_dp.main, collect_argv(tiny_dirs["qwen3"], data, tmp_path / "o"), capsys)
     assert status == 0
     folder = shard_dir(tmp_path / "o", tiny_dirs["qwen3"], data)
-    record = read_records(os.path.join(folder, "origin_temp0.0_maxlen12.shard0.jsonl"))[0]
-    hidden = torch.load(os.path.join(folder, "hidden_states", "hidden_0.pt"), weights_only=True)
+    record = read_records(os.path.join(folder, "origin_temp0.7_maxlen12.shard0.jsonl"))[0]
+    hidden = torch.load(os.path.join(folder, "hidden_0.pt"), weights_only=True)
     assert hidden[0][0]["step"].shape[0] == len(record["sentence_confidences"]) - 1
