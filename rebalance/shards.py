@@ -109,6 +109,7 @@ class ShardLock:
                              "wait for it to finish or stop it, then run again to resume") from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
+        open(shard, "a").close()  # the shard exists from the start, so a merge sees the live run
 
     def release(self) -> None:
         if self._fd >= 0:

@@ -1,4 +1,4 @@
-"""Synthetic collection runs with planted structure, in the SPEC 3 file formats, for the analysis tests.
+"""Synthetic collection runs with planted structure, in the collection file formats, for the analysis tests.
 
 Layer `confidence_layer` encodes the paired step confidence along one direction; layer
 `vector_layer` adds `delta` to the rows of overthinking steps (reflective text or confidence below
@@ -30,7 +30,8 @@ class Synthetic:
 
 def write_synthetic(root: str, n_records: int = 40, layers: int = 5, dim: int = 16, confidence_layer: int = 3,
                     vector_layer: int = 2, dtype: torch.dtype = torch.float32, seed: int = 0,
-                    with_step_texts: bool = True) -> Synthetic:
+                    with_step_texts: bool = True, subfolder: str = "hidden_states",
+                    pattern: str = "hidden_{idx}.pt") -> Synthetic:
     rng = np.random.default_rng(seed)
     direction = rng.normal(size=dim)
     direction /= np.linalg.norm(direction)
@@ -45,7 +46,7 @@ def write_synthetic(root: str, n_records: int = 40, layers: int = 5, dim: int = 
                         "gold_answer": "1", "sentence_confidences": rng.uniform(0.2, 1.0, steps).tolist(),
                         **({"step_texts": texts} if with_step_texts else {})})
     q25c = np.percentile([c for r in records for c in r["sentence_confidences"]], 25)
-    hidden_dir = os.path.join(root, "hidden_states")
+    hidden_dir = os.path.join(root, subfolder)
     os.makedirs(hidden_dir, exist_ok=True)
     for rec, texts in zip(records, all_texts):
         conf = np.asarray(rec["sentence_confidences"][1:])
@@ -58,7 +59,7 @@ def write_synthetic(root: str, n_records: int = 40, layers: int = 5, dim: int = 
             elif layer == vector_layer:
                 rows = 0.01 * rows + overthinking[:, None] * delta
             hidden[layer] = {0: {"step": torch.tensor(rows, dtype=torch.float32).to(dtype)}}
-        torch.save(hidden, os.path.join(hidden_dir, f"hidden_{rec['idx']}.pt"))
+        torch.save(hidden, os.path.join(hidden_dir, pattern.format(idx=rec["idx"])))
     jsonl = os.path.join(root, "origin_temp0.0_maxlen64.merged.jsonl")
     with open(jsonl, "w") as handle:
         for rec in records:
