@@ -32,7 +32,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         help="grade only the first N responses of each record (default: all)")
     parser.add_argument("--baseline", default=None, help="a second merged jsonl of the same dataset to compare with")
     parser.add_argument("--grader", choices=GRADERS, default="strict",
-                        help="strict: math-verify; paper: also numbers within 1e-4 relative and x100 / /100")
+                        help="strict: per-benchmark extraction and math-verify; paper: the authors' grading rules, "
+                             "blind spots included, to set numbers beside the paper's tables")
     parser.add_argument("--family", choices=FAMILIES, default=None, help="answer family for a dataset not in the table")
     parser.add_argument("--workers", type=positive_int, default=None, help="math-verify processes (default: CPU count)")
     return parser

@@ -13,6 +13,7 @@ from .answers import extract_answer, gold_text
 from .data import Example, read_jsonl
 from .equivalence import math_verify_all, quick_judge
 from .errors import UsageError
+from .release_grading import last_boxed, release_worker
 
 
 @dataclass
@@ -94,15 +95,23 @@ def count_tokens(tokenizer, texts: Sequence[str], batch: int = 256) -> tuple[lis
 
 def grade(path: str, examples: Sequence[Example], family: str, tokenizer, thinking_model: bool,
           grader: str = "strict", n_sampling: int | None = None, workers: int | None = None) -> Graded:
-    gold = {ex.idx: gold_text(ex.answer) for ex in examples}
+    """`strict`: the family's extraction, then plain values here and math-verify in workers.
+    `paper`: the authors' rules (last box anywhere, their normaliser and comparisons) in workers,
+    against the gold as they read it (`str(answer)`)."""
+    paper = grader == "paper"
+    gold = {ex.idx: (str(ex.answer) if paper else gold_text(ex.answer)) for ex in examples}
     rows = read_generations(path, n_sampling)
     unknown = [idx for idx, _, _ in rows if idx not in gold]
     rows = [row for row in rows if row[0] in gold]
     present = {idx for idx, _, _ in rows}
     graded, hard = [], []
     for idx, responses, obj in tqdm(rows, desc="extracting answers", unit="rec", leave=False):
-        answers = [extract_answer(r, family, thinking_model) for r in responses]
-        verdicts = [quick_judge(a, gold[idx], family, grader) for a in answers]
+        if paper:
+            answers: list[str | None] = [last_boxed(r) for r in responses]
+            verdicts: list[bool | None] = [None] * len(answers)
+        else:
+            answers = [extract_answer(r, family, thinking_model) for r in responses]
+            verdicts = [quick_judge(a, gold[idx], family) for a in answers]
         for k, verdict in enumerate(verdicts):
             if verdict is None:
                 hard.append((len(graded), k, answers[k], gold[idx]))
@@ -112,7 +121,7 @@ def grade(path: str, examples: Sequence[Example], family: str, tokenizer, thinki
     unique = sorted({(a, g) for _, _, a, g in hard})
     verdict_of, timeouts = {}, []
     if unique:
-        results, timeouts = math_verify_all(unique, workers)
+        results, timeouts = math_verify_all(unique, workers, judge=release_worker if paper else None)
         verdict_of = dict(zip(unique, results))
     for row, k, answer, g in hard:
         graded[row].correct[k] = verdict_of[(answer, g)]

@@ -223,3 +223,42 @@ CASES = [
     (SQA, 1, "No", S("No, it is not."), True),
     (SQA, 1, "No", B("false"), True),
 ]
+
+# Where the authors' rules (`--grader paper`) and the strict grader part ways, with each verdict:
+# (benchmark, idx, gold, response, strict, paper).
+def T(answer: str) -> str:
+    """A finished response whose only box is inside its closed thinking."""
+    return f"Let me compute.\n\nSo it is \\boxed{{{answer}}}.\n</think>\n\nI am done."
+
+
+RELEASE_CASES = [
+    # boxed only inside a closed <think>: the release takes the last box anywhere
+    (M5, 3, "9", T("9"), False, True),
+    (GSM, 0, "18", T("18"), False, True),
+    (OLY, 19, r"$\frac{3 m}{2}-1$", T(r"\frac{3m}{2}-1"), False, False),
+    # the right answer stated without a box: the release finds no answer
+    (GSM, 49, "30", S("The answer is 30."), True, False),
+    (GSM, 106, "72", S("#### 72"), True, False),
+    (ZH, 26, "400", S("答案：400"), True, False),
+    (GPQA, 0, "A", S("The correct choice is (A)."), True, False),
+    (SQA, 0, "Yes", S("**Yes**"), True, False),
+    # forms the release rejects
+    (SQA, 0, "Yes", B("True"), True, False),
+    (SQA, 1, "No", B("False"), True, False),
+    (SQA, 1, "No", B("No, it is not possible"), True, False),
+    (ZH, 36, "15", B("15英里"), True, False),
+    (GSM, 20, "15", B("15 dollars"), True, False),
+    (M5, 4, r"\text{Evelyn}", B(r"\textbf{Evelyn}"), True, False),
+    (OLY, 19, r"$\frac{3 m}{2}-1$", B(r"\frac{3m}{2}-1"), True, False),
+    # numbers: the release is within 1e-4 absolute (not relative), the gold also x100 and /100
+    (GSM, 2, "70000", B("69999"), False, False),
+    (GSM, 0, "18", B("0.18"), False, True),
+    (GSM, 0, "18", B("1800"), False, True),
+    (GSM, 0, "18", B("18.00001"), False, True),
+    # and where both agree
+    (GSM, 0, "18", B("18"), True, True),
+    (M5, 2, r"\frac{14}{3}", B("14/3"), True, True),
+    (M5, 0, r"\left( 3, \frac{\pi}{2} \right)", B(r"(3, \frac{\pi}{2})"), True, True),
+    (GPQA, 0, "A", B("A"), True, True),
+    (SQA, 0, "Yes", B("Yes"), True, True),
+]
