@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Merge the per-rank shards of a run into one file sorted by idx (docs/method.md §11)."""
+"""Merge the per-rank shards of a run into one file sorted by idx (docs/method.md §10)."""
 
 import argparse
 import sys

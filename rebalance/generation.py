@@ -33,7 +33,7 @@ class MaxLogProbRecorder(LogitsProcessor):
 
 
 class ReleasedTopP(LogitsProcessor):
-    """Temperature then the release's top-p rule (docs/method.md §8): keep tokens whose inclusive cumulative
+    """Temperature then the release's top-p rule (docs/method.md §9): keep tokens whose inclusive cumulative
     mass stays within top_p, and always the most likely one (HF also keeps the crossing token)."""
 
     def __init__(self, temperature: float, top_p: float):

@@ -1,4 +1,4 @@
-"""The grader on a table of real gold answers from all nine benchmarks (SPEC 8): equivalent forms
+"""The grader on a table of real gold answers from all nine benchmarks (docs/method.md §11): equivalent forms
 that must match and near misses that must not; and every gold answer must grade itself correct."""
 
 import json

@@ -1,4 +1,4 @@
-"""The reflection lexicon, step texts, variances, quantiles and the two labelling rules (SPEC 5)."""
+"""The reflection lexicon, step texts, variances, quantiles and the two labelling rules (docs/method.md §5)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""PCA + Ridge layer scoring (SPEC 4) on a synthetic run where one layer encodes confidence."""
+"""PCA + Ridge layer scoring (docs/method.md §4) on a synthetic run where one layer encodes confidence."""
 
 import os
 

@@ -39,7 +39,7 @@ def run(model, tokenizer, table, setup, examples=EXAMPLES, max_new_tokens=24, **
 
 
 def independent_coefficients(model, tokenizer, table, prompt, tokens, control, initial=-1.0):
-    """SPEC 7 recomputed from one plain forward's max-probabilities, in plain Python."""
+    """docs/method.md §8 recomputed from one plain forward's max-probabilities, in plain Python."""
     _, logp = full_forward(model, prompt, tokens)
     p = logp.exp().tolist()
     total, count, prev, coef, applied = 0.0, 0, None, initial, []

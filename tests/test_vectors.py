@@ -1,4 +1,4 @@
-"""The steering vector and the LDA diagnostics (SPEC 5), against independent numpy computations."""
+"""The steering vector and the LDA diagnostics (docs/method.md §5), against independent numpy computations."""
 
 import numpy as np
 import pytest
