@@ -356,7 +356,14 @@ def _parse(text: str):
             raise ValueError("not plain arithmetic")
         return parse_expr(s)
 
-    for parser in (python_syntax, latex2sympy):
+    def release_latex(s: str):
+        """`latex2sympy2_extended` where it reads LaTeX as the release's older parser did: that
+        parser rejected text commands, degree signs and tuples, and read `4\\frac{2}{3}` as a product."""
+        if "\\text" in s or "\\circ" in s or (s[:1] in "([" and "," in s):
+            raise ValueError("the release's LaTeX parser rejects this")
+        return latex2sympy(re.sub(r"(\d)\s*\\frac", r"\1 \\cdot \\frac", s))
+
+    for parser in (python_syntax, release_latex):
         for candidate in (text.replace("\\\\", "\\"), text):
             try:
                 return parser(candidate)
