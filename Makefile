@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv test demo bench data vectors clean
+.PHONY: venv test demo bench bench-gpu data vectors clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ bench: venv
 	$(BIN)/python bench/steering.py
 	$(BIN)/python bench/analysis.py
 	$(BIN)/python bench/grading.py
+
+bench-gpu: venv
+	$(BIN)/python bench/gpu.py
 
 data: venv
 	$(BIN)/python -m rebalance.fetch data --out Data

@@ -115,7 +115,7 @@ def test_captured_rows_wait_on_the_hs_device(tiny_dirs, where):
     capture = HiddenCapture(model, 2, where)
     with capture.hooks():
         capture.arm(torch.tensor([True, False]))
-        model(input_ids=torch.tensor([[1, 2, 3], [4, 5, 6]]))
+        model(input_ids=torch.tensor([[1, 2, 3], [4, 5, 6]], device=model.device))
         capture.collect()
     assert capture.rows[0][0].device.type == where and capture.rows[1] == []
     if where == "cpu":

@@ -1,0 +1,211 @@
+#!/usr/bin/env python
+"""The GPU measurement: plain `generate`, dynamic ReBalance steering and the collection run on a
+random model of DeepSeek-R1-Distill-Qwen-1.5B's shape (Qwen2, hidden 1536, 28 blocks, vocab
+151936), built from a config so nothing is downloaded, in bf16, at batch 1, 16 and 64 with 512
+new tokens per row (EOS forbidden, a step boundary forced every 32 tokens so steering and capture
+do their real work). Also measures the memory-bandwidth floor of one decoding step (weight bytes /
+device-to-device copy bandwidth) and reports the share of it each run reaches.
+
+  python bench/gpu.py                 # on a GPU: table on stdout, JSON in bench/results/
+  python bench/gpu.py --rehearse      # the same code on the CPU at a tiny shape, in seconds
+
+Targets: steered >= 0.95 x plain and collection >= 0.85 x plain at every batch size; steered
+tokens/s at batch 64 >= 20 x batch 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+from common import bench_problems, plain_generate, tokens_per_second
+from transformers import LogitsProcessor
+
+from rebalance.collect import collect_batch, make_table
+from rebalance.constants import released
+from rebalance.control import ControlFunction
+from rebalance.data import Example
+from rebalance.generation import SuppressTokens
+from rebalance.models import num_residual_sites
+from rebalance.steering import SteeringSetup, site_index, steer_batch
+
+SHAPES = {
+    "r1-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                    num_key_value_heads=2, vocab_size=151936),
+    "rehearsal": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=512),
+}
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<unk>", "ĊĊ", "Ċ"]
+TEMPLATE = ("{% for m in messages %}<|im_start|> {{ m['content'] }} <|im_end|> {% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|> <think> {% endif %}")
+
+
+def word_tokenizer(vocab_size: int):
+    """A word-level tokenizer with an entry for every id of the model (so any sampled id decodes),
+    the chat markers, `<think>` tags, and `ĊĊ` as the step boundary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(SPECIALS)}
+    vocab.update({f"w{i}": i for i in range(len(SPECIALS), vocab_size)})
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   unk_token="<unk>", chat_template=TEMPLATE)
+
+
+def random_model(shape: str, dtype: torch.dtype, device: str):
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    config = Qwen2Config(**SHAPES[shape], max_position_embeddings=32768, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.eval()
+
+
+class BoundaryEvery(LogitsProcessor):
+    """Force the step-boundary token every `every` generated tokens: a random model would rarely
+    write one, and steering and capture only work at boundaries."""
+
+    def __init__(self, token: int, every: int):
+        self.token, self.every, self.calls = token, every, 0
+
+    def __call__(self, input_ids, scores):
+        self.calls += 1
+        if self.calls % self.every == 0:
+            scores = torch.full_like(scores, float("-inf"))
+            scores[:, self.token] = 0.0
+        return scores
+
+
+def copy_bandwidth(device: str, nbytes: int, repeats: int = 10) -> float:
+    """Bytes moved per second (read + write) by a device-to-device copy of `nbytes`."""
+    src = torch.empty(nbytes // 2, dtype=torch.bfloat16, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        dst.copy_(src)
+    synchronize(device)
+    return 2 * src.numel() * src.element_size() * repeats / (time.perf_counter() - start)
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else (platform.processor() or "cpu")
+
+
+def measure(args) -> dict:
+    dtype = getattr(torch, args.dtype)
+    model = random_model(args.shape, dtype, args.device)
+    tokenizer = word_tokenizer(model.config.vocab_size)
+    table = make_table(model, tokenizer)
+    eos = list(table.eos_ids)
+    boundary = tokenizer.convert_tokens_to_ids("ĊĊ")
+    shaping = lambda: [SuppressTokens(eos), BoundaryEvery(boundary, args.boundary_every)]  # noqa: E731
+    layer, constants = released("DeepSeek-R1-Distill-Qwen-1.5B")
+    layer = min(layer, model.config.num_hidden_layers - 1)
+    vector = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    setup = SteeringSetup(vector, site_index(num_residual_sites(model), layer, "input"), "dynamic", -1.0,
+                          ControlFunction(**constants))
+    examples = lambda ps: [Example(i, p, "", {}) for i, p in enumerate(ps)]  # noqa: E731
+    methods = {
+        "plain": lambda ps, n: plain_generate(model, tokenizer, ps, n, eos, extra=shaping()[1:]),
+        "steered": lambda ps, n: steer_batch(model, tokenizer, table, examples(ps), setup, n, processors=shaping()),
+        "collect": lambda ps, n: collect_batch(model, tokenizer, table, examples(ps), n, processors=shaping(),
+                                               rows_device="cpu"),
+    }
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    bandwidth = copy_bandwidth(args.device, max(weight_bytes, 64 << 20))
+    floor_step = weight_bytes / bandwidth
+    rows = []
+    for batch in [int(b) for b in args.batches.split(",")]:
+        problems = bench_problems(batch, seed=batch)
+        for name, run in methods.items():
+            run(problems, 4)  # warm-up: kernels, allocator, hooks
+            tok_s = tokens_per_second(lambda ps: run(ps, args.new_tokens), problems, batch, args.new_tokens)
+            step_s = batch / tok_s
+            rows.append({"method": name, "batch": batch, "tokens_per_s": tok_s, "step_ms": 1000 * step_s,
+                         "floor_fraction": floor_step / step_s})
+        print(f"batch {batch} done", flush=True)
+    return {
+        "device": device_name(args.device), "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__, "cuda": torch.version.cuda,
+        "shape": args.shape, **SHAPES[args.shape], "dtype": args.dtype, "new_tokens": args.new_tokens,
+        "boundary_every": args.boundary_every, "weight_bytes": weight_bytes, "copy_bandwidth_GBps": bandwidth / 1e9,
+        "floor_step_ms": 1000 * floor_step, "rows": rows, "targets": targets(rows),
+    }
+
+
+def targets(rows: list[dict]) -> dict:
+    """The three targets, each with the measured ratio and whether it is met."""
+    speed = {(r["method"], r["batch"]): r["tokens_per_s"] for r in rows}
+    batches = sorted({r["batch"] for r in rows})
+    out = {}
+    for name, floor in (("steered", 0.95), ("collect", 0.85)):
+        ratios = {b: speed[(name, b)] / speed[("plain", b)] for b in batches}
+        out[f"{name}_vs_plain"] = {"ratios": ratios, "target": floor, "met": min(ratios.values()) >= floor}
+    scale = speed[("steered", batches[-1])] / speed[("steered", batches[0])]
+    out["steered_scaling"] = {"ratio": scale, "batches": [batches[0], batches[-1]], "target": 20.0,
+                              "met": scale >= 20.0}
+    return out
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{result['device']} | torch {result['torch']} | transformers {result['transformers']} | "
+             f"CUDA {result['cuda']} | {result['shape']} {result['dtype']}, {result['new_tokens']} new tokens, "
+             f"boundary every {result['boundary_every']}",
+             f"weights {result['weight_bytes'] / 2**30:.2f} GiB, copy bandwidth {result['copy_bandwidth_GBps']:.0f} GB/s, "
+             f"floor {result['floor_step_ms']:.2f} ms per decoding step",
+             f"{'method':<8} {'batch':>5} {'tok/s':>10} {'ms/step':>8} {'x plain':>8} {'of floor':>8}"]
+    plain = {r["batch"]: r["tokens_per_s"] for r in result["rows"] if r["method"] == "plain"}
+    for r in result["rows"]:
+        lines.append(f"{r['method']:<8} {r['batch']:>5} {r['tokens_per_s']:>10.1f} {r['step_ms']:>8.2f} "
+                     f"{r['tokens_per_s'] / plain[r['batch']]:>8.2f} {100 * r['floor_fraction']:>7.1f}%")
+    for name, t in result["targets"].items():
+        shown = t.get("ratios", t.get("ratio"))
+        shown = ", ".join(f"b{b} {v:.2f}" for b, v in shown.items()) if isinstance(shown, dict) else f"{shown:.1f}x"
+        lines.append(f"target {name}: {shown} (>= {t['target']}) {'met' if t['met'] else 'MISSED'}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rehearse", action="store_true", help="CPU, tiny shape, 16 tokens, batches 1,4")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--shape", choices=SHAPES, default="r1-1.5b")
+    parser.add_argument("--batches", default="1,16,64")
+    parser.add_argument("--new_tokens", type=int, default=512)
+    parser.add_argument("--boundary_every", type=int, default=32)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    args = parser.parse_args()
+    if args.rehearse:
+        args.device, args.dtype, args.shape, args.batches, args.new_tokens, args.boundary_every = (
+            "cpu", "float32", "rehearsal", "1,4", 16, 4)
+    elif not torch.cuda.is_available() and args.device.startswith("cuda"):
+        parser.error("no CUDA device here: run with --rehearse to check the script on the CPU")
+    result = measure(args)
+    table = format_table(result)
+    print(table)
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"gpu_{'rehearsal' if args.rehearse else args.shape}")
+    with open(f"{stem}.json", "w") as handle:
+        json.dump(result, handle, indent=2)
+    with open(f"{stem}.txt", "w") as handle:
+        handle.write(table + "\n")
+    print(f"wrote {stem}.json and {stem}.txt")
+
+
+if __name__ == "__main__":
+    main()
