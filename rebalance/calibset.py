@@ -107,8 +107,8 @@ def locate_hidden(hidden_dir: str, idxs: Sequence[int], pattern: str = DEFAULT_P
         raise UsageError(f"--hidden_dir: no such folder: {hidden_dir}")
     given = HiddenFiles(hidden_dir, check_pattern(pattern))
     sub = HiddenFiles(os.path.join(hidden_dir, EARLIER_SUBFOLDER), pattern)
-    count = lambda files: sum(os.path.isfile(files.path(i)) for i in idxs)  # noqa: E731
-    if count(given) == 0 and os.path.isdir(sub.folder) and count(sub) > 0:
+    holds_any = lambda files: any(os.path.isfile(files.path(i)) for i in idxs)  # noqa: E731
+    if not holds_any(given) and os.path.isdir(sub.folder) and holds_any(sub):
         return sub, f"hidden files: {sub.folder}/{pattern} (the hidden_states/ layout of earlier runs)"
     return given, f"hidden files: {given.folder}/{pattern}"
 

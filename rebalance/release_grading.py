@@ -12,6 +12,7 @@ wrong, so is `\\boxed{True}` for a yes/no gold, and units inside a box are not a
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 
@@ -200,8 +201,8 @@ def normalize(answer: str) -> str:
     s = s.replace("\\%", "").replace("%", "")
     s = _MONTHS.sub("", s)
     s = s.replace(" .", " 0.").replace("{.", "{0.")
-    if s.isalnum() and len(s) >= 2 and (s[0], s[-1]) in (("{", "}"), ("(", ")"), ("[", "]")):
-        s = s[1:-1]  # unreachable for brackets (they are not alphanumeric); kept with the release
+    # (the release then strips brackets around an alphanumeric string, which never fires: brackets
+    # are not alphanumeric)
     s = s.replace("infinity", "\\infty")
     if "\\infty" not in s:
         s = s.replace("inf", "\\infty")
@@ -331,39 +332,35 @@ def _matrices_equal(pred: str, ref: str, depth: int) -> bool:
 
 _PLAIN_EXPRESSION = re.compile(r"[\w\s.+\-*/^()\[\]{}=,]*")
 _ARITHMETIC_BUILTINS = {"abs", "min", "max", "pow", "round", "sum", "int", "float", "complex", "divmod"}
+_UNSAFE_NAMES = set(dir(builtins)) - _ARITHMETIC_BUILTINS
 
 
-def _safe_for_python_parser(text: str) -> bool:
-    """The Python-syntax parser evaluates its input: let through only arithmetic, with no quotes,
-    no dunders and no builtin but the arithmetic ones (`exit()` would end the process)."""
-    import builtins
+def _python_syntax(text: str):
+    """sympy's Python-syntax parser, which evaluates what it reads: only plain arithmetic gets there,
+    with no quotes, no dunders and no builtin but the arithmetic ones (`exit()` would end the process)."""
+    from sympy.parsing.sympy_parser import parse_expr
 
     names = set(re.findall(r"[A-Za-z_]\w*", text))
-    unsafe = {n for n in names if hasattr(builtins, n)} - _ARITHMETIC_BUILTINS
-    return "__" not in text and bool(_PLAIN_EXPRESSION.fullmatch(text)) and not unsafe
+    if "__" in text or not _PLAIN_EXPRESSION.fullmatch(text) or names & _UNSAFE_NAMES:
+        raise ValueError("not plain arithmetic")
+    return parse_expr(text)
+
+
+def _release_latex(text: str):
+    """`latex2sympy2_extended` held to what the release's older LaTeX parser read: that parser
+    rejected text commands, degree signs and tuples, and read `4\\frac{2}{3}` as a product."""
+    from latex2sympy2_extended import latex2sympy
+
+    if "\\text" in text or "\\circ" in text or (text[:1] in "([" and "," in text):
+        raise ValueError("the release's LaTeX parser rejects this")
+    return latex2sympy(re.sub(r"(\d)\s*\\frac", r"\1 \\cdot \\frac", text))
 
 
 def _parse(text: str):
-    """A sympy expression, as the release tries them: a Python-syntax expression first, then LaTeX
-    (`latex2sympy2_extended`); the text itself when neither parses. (The release also tried sympy's
-    own LaTeX parser first, which its pinned ANTLR runtime cannot load, so it never succeeded.)
-    Only plain arithmetic reaches the Python parser, which evaluates what it reads."""
-    from latex2sympy2_extended import latex2sympy
-    from sympy.parsing.sympy_parser import parse_expr
-
-    def python_syntax(s: str):
-        if not _safe_for_python_parser(s):
-            raise ValueError("not plain arithmetic")
-        return parse_expr(s)
-
-    def release_latex(s: str):
-        """`latex2sympy2_extended` where it reads LaTeX as the release's older parser did: that
-        parser rejected text commands, degree signs and tuples, and read `4\\frac{2}{3}` as a product."""
-        if "\\text" in s or "\\circ" in s or (s[:1] in "([" and "," in s):
-            raise ValueError("the release's LaTeX parser rejects this")
-        return latex2sympy(re.sub(r"(\d)\s*\\frac", r"\1 \\cdot \\frac", s))
-
-    for parser in (python_syntax, release_latex):
+    """A sympy expression, as the release tries them: Python syntax first, then LaTeX; the text itself
+    when neither parses. (The release also tried sympy's own LaTeX parser first, which its pinned
+    ANTLR runtime cannot load, so it never succeeded.)"""
+    for parser in (_python_syntax, _release_latex):
         for candidate in (text.replace("\\\\", "\\"), text):
             try:
                 return parser(candidate)

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
-from .errors import UsageError
+from .errors import UsageError, writable
 
 
 def shard_path(directory: str, base: str, rank: int) -> str:
@@ -98,8 +98,10 @@ class ShardLock:
 
     def __init__(self, shard: str):
         self.shard = shard
-        os.makedirs(os.path.dirname(shard) or ".", exist_ok=True)
-        self._fd = os.open(lock_path(shard), os.O_RDWR | os.O_CREAT, 0o644)
+        with writable(shard, "check --output_path"):
+            os.makedirs(os.path.dirname(shard) or ".", exist_ok=True)
+            self._fd = os.open(lock_path(shard), os.O_RDWR | os.O_CREAT, 0o644)
+            open(shard, "a").close()  # the shard exists from the start, so a merge sees the live run
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -107,9 +109,11 @@ class ShardLock:
             os.close(self._fd)
             raise UsageError(f"{shard} is being written by another run (pid {pid}); "
                              "wait for it to finish or stop it, then run again to resume") from None
+        except OSError as err:  # a filesystem without locks: the lock is advisory, the run goes on
+            print(f"warning: cannot lock {shard} ({err.strerror}); make sure no other run writes it",
+                  file=sys.stderr)
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
-        open(shard, "a").close()  # the shard exists from the start, so a merge sees the live run
 
     def release(self) -> None:
         if self._fd >= 0:

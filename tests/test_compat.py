@@ -208,3 +208,11 @@ def test_kill_9_releases_the_lock_and_the_rerun_completes(tiny_dirs, tmp_path, c
     assert sorted(r["idx"] for r in read_records(shard)) == list(range(8))
     status, err = run_main(merge_shards.main, ["--dir", folder, "--base", "origin_temp0.7_maxlen24"], capsys)
     assert status == 0 and "still being written" not in err
+
+
+def test_an_unwritable_output_is_one_sentence_naming_the_folder(tmp_path):
+    from rebalance.errors import UsageError
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match=r"^cannot write x\.shard0\.jsonl in .*file/out: .*\(check --output_path\)$"):
+        ShardLock(str(tmp_path / "file" / "out" / "x.shard0.jsonl"))
