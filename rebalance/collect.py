@@ -3,21 +3,20 @@ and the hidden state of every layer at the first token of each step."""
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
 from .calibset import HiddenFiles
-from .capture import HiddenCapture
-from .data import Example, prompt_ids
-from .generation import Generation, eos_token_ids, generate
-from .hooks import decoding_steps, model_call_hooks
-from .models import text_config
+from .capture import HiddenCapture, hidden_dict
+from .data import Example
+from .engine import Engine
+from .generation import eos_token_ids
+from .models import num_residual_sites, text_config
 from .shards import atomic_torch_save
-from .steps import StepSplit, StepTracker, TokenTable, split_steps, step_confidence, thinking_at_start
+from .steps import StepSplit, TokenTable, split_steps, step_confidence, thinking_at_start
 
 
 @dataclass
@@ -27,56 +26,37 @@ class Collected:
     tokens: list[int]  # generated ids, EOS included when the row stopped on it
 
 
-def _capture_last_token(model, gen: Generation, need: Sequence[bool], capture: HiddenCapture) -> None:
-    """The final generated token is never fed back during generation; one cached decoding step gives
-    its hidden states for the rows whose last step starts there."""
-    device = gen.sequences.device
-    steps = gen.sequences.shape[1] - gen.attention_mask.shape[1]
-    mask = torch.cat([gen.attention_mask, gen.attention_mask.new_ones(len(need), steps)], dim=1)
-    position_ids = mask.sum(dim=1, keepdim=True) - 1
-    capture.arm(torch.tensor(list(need), device=device))
-    # transformers 5 renamed `past_key_values` to `cache`; pass whichever this model's forward takes
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    with torch.inference_mode():
-        model(input_ids=gen.sequences[:, -1:], attention_mask=mask, position_ids=position_ids,
-              use_cache=True, **{cache_kw: gen.cache})
-    capture.collect()
+def collect_stream(model, tokenizer, table: TokenTable, examples: Iterable[Example], max_new_tokens: int,
+                   policy: str = "avg2", processors: Sequence = (), rows_device: str | torch.device = "cpu",
+                   width: int = 1) -> Iterator[Collected]:
+    """Generate greedily, `width` examples in flight, and yield each example's record and
+    hidden-state dict (docs/method.md §3 formats) as soon as it ends. Captured rows wait on
+    `rows_device` until then (`--hs_device`)."""
+    engine = Engine(model, tokenizer, table, width=width, max_new_tokens=max_new_tokens, processors=processors,
+                    capture=HiddenCapture(model, rows_device))
+    hidden_size = text_config(model).hidden_size
+    dtype = next(model.parameters()).dtype
+    n_sites = num_residual_sites(model)
+    for done in engine.run(examples):
+        split = split_steps(done.tokens, table, thinking_at_start(done.prompt, table))
+        if len(done.hidden_rows) != len(split.capture_positions):
+            raise RuntimeError(f"example {done.example.idx}: captured {len(done.hidden_rows)} rows, expected "
+                               f"{len(split.capture_positions)} (online and offline step rules disagree)")
+        record = build_record(tokenizer, done.example, done.tokens, done.logprobs, split, done.hit_eos, policy)
+        yield Collected(record, hidden_dict(done.hidden_rows, n_sites, hidden_size, dtype), done.tokens)
 
 
 def collect_batch(model, tokenizer, table: TokenTable, examples: Sequence[Example], max_new_tokens: int,
                   policy: str = "avg2", processors: Sequence = (), rows_device: str | torch.device = "cpu"
                   ) -> list[Collected]:
-    """Generate one batch and return its records and hidden-state dicts (docs/method.md §3 formats).
-    Captured rows wait on `rows_device` until the batch ends (`--hs_device`)."""
-    device = next(model.parameters()).device
-    prompts = [prompt_ids(tokenizer, ex.problem) for ex in examples]
-    tracker = StepTracker(table, prompts, device)
-    capture = HiddenCapture(model, len(prompts), rows_device)
+    """All of `examples` in flight at once, results in their order."""
+    return in_order(examples, collect_stream(model, tokenizer, table, examples, max_new_tokens, policy, processors,
+                                             rows_device, width=max(len(examples), 1)))
 
-    def on_step(tokens: torch.Tensor) -> None:
-        tracker.advance(tokens)
-        capture.arm(tracker.capture)
 
-    with capture.hooks():
-        with model_call_hooks(model, before=decoding_steps(on_step), after=capture.collect):
-            gen = generate(model, prompts, max_new_tokens=max_new_tokens, eos_ids=table.eos_ids,
-                           pad_id=tokenizer.pad_token_id, processors=processors, keep_cache=True)
-        splits = [split_steps(tokens, table, thinking_at_start(p, table)) for p, tokens in zip(prompts, gen.tokens)]
-        need = [bool(s.capture_positions) and s.capture_positions[-1] == len(t) - 1
-                for s, t in zip(splits, gen.tokens)]
-        if any(need):
-            _capture_last_token(model, gen, need, capture)
-
-    hidden_size = text_config(model).hidden_size
-    dtype = next(model.parameters()).dtype
-    results = []
-    for row, (ex, split) in enumerate(zip(examples, splits)):
-        if len(capture.rows[row]) != len(split.capture_positions):
-            raise RuntimeError(f"example {ex.idx}: captured {len(capture.rows[row])} rows, expected "
-                               f"{len(split.capture_positions)} (online and offline step rules disagree)")
-        record = build_record(tokenizer, ex, gen.tokens[row], gen.logprobs[row], split, gen.hit_eos[row], policy)
-        results.append(Collected(record, capture.hidden_dict(row, hidden_size, dtype), gen.tokens[row]))
-    return results
+def in_order(examples: Sequence[Example], results: Iterable[Collected]) -> list[Collected]:
+    by_idx = {res.record["idx"]: res for res in results}
+    return [by_idx[ex.idx] for ex in examples]
 
 
 def response_text(tokenizer, tokens: Sequence[int], hit_eos: bool) -> str:

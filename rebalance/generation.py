@@ -1,35 +1,12 @@
-"""Batched generation through HF `generate`, keeping only a few scalars per row and token.
-
-Confidence comes from the logits `generate` already computes (no re-scoring pass), recorded by
-the first logits processor, so it sees the raw logits before temperature, top-p or penalties.
-"""
+"""Pieces of generation the engine (`engine.py`) and the benchmarks share: the release's sampling
+rule, EOS handling and left padding."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
-
-
-class MaxLogProbRecorder(LogitsProcessor):
-    """Stores max log-softmax of the raw logits per row and step; `on_step(logp)` sees it live."""
-
-    def __init__(self, on_step: Callable[[torch.Tensor], None] | None = None):
-        self.steps: list[torch.Tensor] = []
-        self.on_step = on_step
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        logp = torch.log_softmax(scores.float(), dim=-1).amax(dim=-1)
-        self.steps.append(logp)
-        if self.on_step is not None:
-            self.on_step(logp)
-        return scores
-
-    def as_tensor(self) -> torch.Tensor:
-        """[rows, steps] on the CPU, one transfer for the whole generation."""
-        return torch.stack(self.steps, dim=1).cpu() if self.steps else torch.zeros(0, 0)
+from transformers import LogitsProcessor
 
 
 class ReleasedTopP(LogitsProcessor):
@@ -80,47 +57,3 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[tor
         ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
         mask[row, width - len(prompt):] = 1
     return ids.to(device), mask.to(device)
-
-
-@dataclass
-class Generation:
-    """One batch's result: generated ids cut after the first EOS, and max log-probs aligned with them."""
-
-    tokens: list[list[int]]
-    logprobs: list[list[float]]
-    hit_eos: list[bool]
-    sequences: torch.Tensor       # [rows, prompt width + steps], as `generate` returned it
-    attention_mask: torch.Tensor  # the prompt's
-    cache: object | None
-
-
-def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, eos_ids: Sequence[int],
-             pad_id: int, processors: Sequence[LogitsProcessor] = (), do_sample: bool = False,
-             recorder: MaxLogProbRecorder | None = None, keep_cache: bool = False) -> Generation:
-    """Left-padded batched `generate` with our processors only (the model's sampling defaults,
-    repetition penalty and the like are switched off so that nothing acts behind our back)."""
-    device = next(model.parameters()).device
-    input_ids, attention_mask = left_pad(prompts, pad_id, device)
-    recorder = recorder or MaxLogProbRecorder()
-    # Explicit neutral values, so the model's own generation_config (R1's temperature 0.6, a
-    # repetition penalty, ...) cannot fill them in; our processors do all the shaping.
-    sampling = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=None, typical_p=1.0) if do_sample else {}
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=list(eos_ids), pad_token_id=pad_id,
-        repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1, return_dict_in_generate=True,
-        output_scores=False, output_logits=False, **sampling)
-    with torch.inference_mode():
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                             logits_processor=LogitsProcessorList([recorder, *processors]))
-    width = input_ids.shape[1]
-    generated = out.sequences[:, width:].cpu()
-    logprobs = recorder.as_tensor()[:, : generated.shape[1]]
-    eos = set(eos_ids)
-    tokens, lps, hit = [], [], []
-    for row in range(generated.shape[0]):
-        ids = generated[row].tolist()
-        end = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
-        tokens.append(ids[:end])
-        lps.append(logprobs[row, :end].tolist())
-        hit.append(end > 0 and ids[end - 1] in eos)
-    return Generation(tokens, lps, hit, out.sequences, attention_mask, out.cache if keep_cache else None)

@@ -1,5 +1,5 @@
 """One rank's pass over its examples, shared by the collection and the steered runs: resume from
-the shard, batch, show progress, write each result as soon as its batch is done."""
+the shard, decode in flight, show progress, write each result as soon as its example ends."""
 
 from __future__ import annotations
 
@@ -10,34 +10,30 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
-from .collect import Collected, collect_batch, make_table, save_hidden
+from .collect import Collected, collect_stream, make_table, save_hidden
 from .control import ControlFunction
 from .data import Example, load_examples
 from .models import load_model, model_basename, model_shape, num_residual_sites, resolve_model_path, text_config
-from .steering import SteeringSetup, load_vector, site_index, steer_batch
+from .steering import SteeringSetup, load_vector, site_index, steer_stream
 from .parallel import Rank, run_data_parallel
 from .shards import ShardWriter, hold_shards, shard_path
 
 
-def batches(items: Sequence, size: int) -> Iterable[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def run_rank(rank: Rank, examples: Sequence[Example], shard_file: str, batch_size: int,
-             process: Callable[[Sequence[Example]], list[Collected]],
+def run_rank(rank: Rank, examples: Sequence[Example], shard_file: str,
+             process: Callable[[Sequence[Example]], Iterable[Collected]],
              before_append: Callable[[Collected], None] | None = None, desc: str = "") -> ShardWriter:
+    """Run this rank's examples not yet in its shard; `process` streams results as examples end
+    (in-flight batching), and each is written at once."""
     writer = ShardWriter(shard_file)
     mine = [ex for ex in examples if rank.owns(ex.idx)]
     todo = [ex for ex in mine if ex.idx not in writer.done]
     with tqdm(total=len(mine), initial=len(mine) - len(todo), position=rank.rank, desc=f"{desc} rank {rank.rank}",
               unit="ex", dynamic_ncols=True) as bar:
-        for batch in batches(todo, batch_size):
-            for result in process(batch):
-                if before_append is not None:
-                    before_append(result)  # e.g. the hidden file, renamed into place first
-                writer.append(result.record)
-                bar.update(1)
+        for result in process(todo):
+            if before_append is not None:
+                before_append(result)  # e.g. the hidden file, renamed into place first
+            writer.append(result.record)
+            bar.update(1)
     return writer
 
 
@@ -74,9 +70,9 @@ def collect_rank(rank: Rank, job: CollectJob) -> None:
     model, tokenizer = load_model(job.model, rank.device, job.dtype, job.trust_remote_code)
     table = make_table(model, tokenizer)
     keep_on = rank.device if job.hs_device == "cuda" else "cpu"
-    run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank), job.batch_size,
-             lambda batch: collect_batch(model, tokenizer, table, batch, job.max_new_tokens, job.policy,
-                                         rows_device=keep_on),
+    run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank),
+             lambda todo: collect_stream(model, tokenizer, table, todo, job.max_new_tokens, job.policy,
+                                         rows_device=keep_on, width=job.batch_size),
              before_append=lambda res: save_hidden(res.hidden, job.hidden_dir, res.record["idx"]),
              desc=f"collect {job.dataset}")
 
@@ -136,9 +132,9 @@ def steer_rank(rank: Rank, job: SteerJob) -> None:
                           mode=job.mode, coef=job.coef,
                           control=ControlFunction(**job.constants) if job.mode == "dynamic" else None)
     table = make_table(model, tokenizer)
-    run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank), job.batch_size,
-             lambda batch: steer_batch(model, tokenizer, table, batch, setup, job.max_new_tokens, job.temperature,
-                                       job.top_p, job.repetition_penalty, seed=job.seed + batch[0].idx),
+    run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank),
+             lambda todo: steer_stream(model, tokenizer, table, todo, setup, job.max_new_tokens, job.temperature,
+                                       job.top_p, job.repetition_penalty, seed=job.seed, width=job.batch_size),
              desc=f"{job.mode} {job.dataset}")
 
 

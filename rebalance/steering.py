@@ -1,24 +1,25 @@
 """Steered generation (docs/method.md §8): a per-row controller fed by the logits, and one layer hook that adds
 coefficient x vector at the boundary token of the rows that are thinking.
 
-Everything per token is a tensor operation over the batch: no loop over rows, no host sync.
+Everything per token is a tensor operation over the batch (no loop over rows); the in-flight
+engine (`engine.py`) runs the loop and calls in here.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
-from transformers import RepetitionPenaltyLogitsProcessor
 
-from .collect import Collected, build_record
+from .collect import Collected, build_record, in_order
 from .control import ControlFunction
-from .data import prompt_ids
-from .generation import MaxLogProbRecorder, ReleasedTopP, generate
+from .data import Example
+from .engine import Engine
 from .errors import UsageError
-from .hooks import decoding_steps, model_call_hooks, residual_hook
+from .hooks import residual_hook
+from .rows import RowState
 from .steps import StepTracker, TokenTable, split_steps, thinking_at_start
 
 MODES = ("dynamic", "static", "off")
@@ -54,8 +55,9 @@ def site_index(n_sites: int, steer_layer: int, inject_at: str) -> int:
     return index
 
 
-class Controller:
-    """Per-row state of docs/method.md §8, reset for every batch (the release leaked it across questions).
+class Controller(RowState):
+    """Per-row state of docs/method.md §8; a new example's row starts fresh (the release leaked it
+    across questions).
 
     Step confidence online = arithmetic mean of p_t over the step's tokens, the boundary token
     excluded, every other token (<think> and </think> too) included. At a boundary that closes a
@@ -63,21 +65,22 @@ class Controller:
     control function (static steering) the coefficient stays at its initial value.
     """
 
+    ROW_FIELDS = ("sum", "count", "prev_mean", "coef")
+
     def __init__(self, control: ControlFunction | None, rows: int, initial_coef: float, device):
         self.control = control
+        self.initial_coef = initial_coef
         self.sum = torch.zeros(rows, device=device)
         self.count = torch.zeros(rows, device=device)
         self.prev_mean = torch.full((rows,), float("nan"), device=device)
         self.coef = torch.full((rows,), float(initial_coef), device=device)
-        self.pending_p = torch.zeros(rows, device=device)
-        self.applied: list[torch.Tensor] = []  # per decoding step: coefficient where steered, else NaN
 
-    def on_logprobs(self, logp: torch.Tensor) -> None:
-        """From the logits processor: p of the token about to be fed (max prob of the raw logits)."""
-        self.pending_p = logp.exp()
+    def fresh(self, rows: int) -> "Controller":
+        return Controller(self.control, rows, self.initial_coef, self.coef.device)
 
-    def on_tokens(self, tracker: StepTracker) -> torch.Tensor:
-        """After the tracker saw this step's input tokens; returns the per-row scale for the vector."""
+    def on_tokens(self, tracker: StepTracker, p: torch.Tensor) -> torch.Tensor:
+        """After the tracker saw the tokens about to be fed, whose max probabilities are `p`;
+        returns the coefficient each row will be steered with (NaN where it is not steered)."""
         boundary = tracker.alive & tracker.is_boundary
         if self.control is not None:
             closes = boundary & (self.count > 0)
@@ -86,18 +89,9 @@ class Controller:
             self.coef = torch.where(closes, self.control(c, v), self.coef)
             self.prev_mean = torch.where(closes, c, self.prev_mean)
             adds = tracker.alive & ~tracker.is_boundary
-            self.sum = torch.where(boundary, torch.zeros_like(self.sum), self.sum + torch.where(adds, self.pending_p, 0.0))
+            self.sum = torch.where(boundary, torch.zeros_like(self.sum), self.sum + torch.where(adds, p, 0.0))
             self.count = torch.where(boundary, torch.zeros_like(self.count), self.count + adds.float())
-        steer = tracker.boundary  # a boundary inside the thinking region
-        self.applied.append(torch.where(steer, self.coef, float("nan")))
-        return torch.where(steer, self.coef, 0.0)
-
-    def coefficients(self, rows: int) -> list[list[float]]:
-        """The coefficient applied at each steered boundary, per row, in order (one transfer)."""
-        if not self.applied:
-            return [[] for _ in range(rows)]
-        table = torch.stack(self.applied, dim=1).cpu()
-        return [[float(x) for x in row[~torch.isnan(row)]] for row in table]
+        return torch.where(tracker.boundary, self.coef, float("nan"))  # a boundary inside the thinking region
 
 
 @dataclass
@@ -110,21 +104,32 @@ class SteeringSetup:
 
 
 class Steerer:
-    """Hooks for one batch: the model-call hook advances tracker and controller, the layer hook adds
-    scale[row] x vector at the last position."""
+    """The steering side of the in-flight engine: per-row controller state, and one layer hook that
+    adds scale[row] x vector at the last position of the decoding step it is armed for."""
 
-    def __init__(self, model, table: TokenTable, prompts: Sequence[Sequence[int]], setup: SteeringSetup):
+    def __init__(self, model, setup: SteeringSetup):
         device = next(model.parameters()).device
         self.model = model
         self.setup = setup
-        self.tracker = StepTracker(table, prompts, device)
-        self.controller = Controller(setup.control if setup.mode == "dynamic" else None, len(prompts), setup.coef, device)
-        self.vector = setup.vector.to(device) if setup.vector is not None else None
-        self.scale: torch.Tensor | None = None  # None during the prompt's forward: nothing to steer
+        self.controller = Controller(setup.control if setup.mode == "dynamic" else None, 0, setup.coef, device)
+        self.vector = setup.vector.to(device)
+        self.scale: torch.Tensor | None = None  # None outside decoding steps (prompts are never steered)
 
-    def _step(self, tokens: torch.Tensor) -> None:
-        self.tracker.advance(tokens)
-        self.scale = self.controller.on_tokens(self.tracker)
+    def admit(self, rows: int) -> None:
+        self.controller.extend(self.controller.fresh(rows))
+
+    def keep(self, index: torch.Tensor) -> None:
+        self.controller.keep(index)
+
+    def after_sample(self, tracker: StepTracker, p: torch.Tensor) -> torch.Tensor:
+        return self.controller.on_tokens(tracker, p)
+
+    def arm(self, tracker: StepTracker) -> None:
+        """Before a decoding step: steer the rows whose fed token is a boundary in the region."""
+        self.scale = torch.where(tracker.boundary, self.controller.coef, 0.0)
+
+    def disarm(self) -> None:
+        self.scale = None
 
     def _add(self, hidden: torch.Tensor) -> torch.Tensor | None:
         if self.scale is None:
@@ -138,38 +143,29 @@ class Steerer:
 
     @contextmanager
     def hooks(self) -> Iterator["Steerer"]:
-        if self.setup.mode == "off":  # the unsteered baseline: plain generation, no hooks at all
-            yield self
-            return
-        with residual_hook(self.model, self.setup.site, self._add), \
-                model_call_hooks(self.model, before=decoding_steps(self._step)):
+        with residual_hook(self.model, self.setup.site, self._add):
             yield self
 
 
-def steer_batch(model, tokenizer, table: TokenTable, examples, setup: SteeringSetup, max_new_tokens: int,
-                temperature: float = 0.0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                seed: int | None = None, processors: Sequence = ()) -> list[Collected]:
-    """Generate one batch under steering; records as the collection run's plus `steer_coefs`."""
-    prompts = [prompt_ids(tokenizer, ex.problem) for ex in examples]
-    steerer = Steerer(model, table, prompts, setup)
-    shaping = list(processors)
-    if repetition_penalty != 1.0:
-        shaping.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
-    if temperature > 0:
-        shaping.append(ReleasedTopP(temperature, top_p))
-    if seed is not None:
-        torch.manual_seed(seed)
-    recorder = MaxLogProbRecorder(on_step=steerer.controller.on_logprobs)
-    with steerer.hooks():
-        gen = generate(model, prompts, max_new_tokens=max_new_tokens, eos_ids=table.eos_ids,
-                       pad_id=tokenizer.pad_token_id, processors=shaping, do_sample=temperature > 0,
-                       recorder=recorder)
-    coefs = steerer.controller.coefficients(len(prompts))
-    results = []
-    for row, ex in enumerate(examples):
-        tokens = gen.tokens[row]
-        split = split_steps(tokens, table, thinking_at_start(prompts[row], table))
-        record = build_record(tokenizer, ex, tokens, gen.logprobs[row], split, gen.hit_eos[row])
-        record["steer_coefs"] = coefs[row][: len(split.boundaries)]
-        results.append(Collected(record, None, tokens))
-    return results
+def steer_stream(model, tokenizer, table: TokenTable, examples: Iterable[Example], setup: SteeringSetup,
+                 max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+                 seed: int = 0, processors: Sequence = (), width: int = 1) -> Iterator[Collected]:
+    """Steered generation of a queue of examples, `width` at a time in flight; yields each result
+    (a collection-style record plus `steer_coefs`) as soon as its example ends."""
+    engine = Engine(model, tokenizer, table, width=width, max_new_tokens=max_new_tokens, processors=processors,
+                    temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty, seed=seed,
+                    steerer=Steerer(model, setup) if setup.mode != "off" else None)
+    for done in engine.run(examples):
+        split = split_steps(done.tokens, table, thinking_at_start(done.prompt, table))
+        record = build_record(tokenizer, done.example, done.tokens, done.logprobs, split, done.hit_eos)
+        record["steer_coefs"] = done.coefs
+        yield Collected(record, None, done.tokens)
+
+
+def steer_batch(model, tokenizer, table: TokenTable, examples: Sequence[Example], setup: SteeringSetup,
+                max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+                seed: int = 0, processors: Sequence = ()) -> list[Collected]:
+    """All of `examples` in flight at once, results in their order."""
+    results = steer_stream(model, tokenizer, table, examples, setup, max_new_tokens, temperature, top_p,
+                           repetition_penalty, seed, processors, width=max(len(examples), 1))
+    return in_order(examples, results)

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import torch
 
+from .rows import RowState
+
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 
@@ -148,14 +150,18 @@ def step_confidence(logprobs: Sequence[float], policy: str = "avg2") -> float:
     raise ValueError(f"unknown confidence policy {policy!r} (avg2, avg1, min)")
 
 
-class StepTracker:
+class StepTracker(RowState):
     """Online view of `split_steps` for a whole batch: one bool tensor per fact, no Python loop over rows.
 
     `advance(tokens)` takes the token each row feeds into the model at this decoding step and
     updates: is it a boundary inside the thinking region (`boundary`), is it the first token of a
     new step whose hidden state is a calibration row (`capture`), is the row still thinking.
-    Finished rows (after EOS) are frozen.
+    Finished rows (after EOS) are frozen. Rows can be kept or appended (`RowState`): a new
+    example's row is a fresh tracker's row.
     """
+
+    ROW_FIELDS = ("thinking", "closed", "finished", "prev_ends_nl", "prev_boundary", "alive", "boundary",
+                  "capture", "is_boundary")
 
     def __init__(self, table: TokenTable, prompts: Sequence[Sequence[int]], device: torch.device):
         self.table = table.to(device)

@@ -16,7 +16,7 @@ import hidden_config_ridge
 import merge_shards
 import transformer_inference_dp
 from conftest import write_dataset
-from rebalance.capture import HiddenCapture
+from rebalance.capture import HiddenCapture, hidden_dict
 from rebalance.shards import ShardLock, live_writer, read_records, shard_path
 from rebalance.steer_cli import build_parser, make_job
 from synthetic import write_synthetic
@@ -112,14 +112,14 @@ def test_captured_rows_wait_on_the_hs_device(tiny_dirs, where):
     from conftest import load
 
     model, _ = load(tiny_dirs["qwen2"])
-    capture = HiddenCapture(model, 2, where)
+    capture = HiddenCapture(model, where)
     with capture.hooks():
-        capture.arm(torch.tensor([True, False]))
+        capture.arm([0])
         model(input_ids=torch.tensor([[1, 2, 3], [4, 5, 6]], device=model.device))
-        capture.collect()
-    assert capture.rows[0][0].device.type == where and capture.rows[1] == []
+        rows = capture.collect()
+    assert len(rows) == 1 and rows[0].device.type == where
     if where == "cpu":
-        assert capture.hidden_dict(0, model.config.hidden_size, torch.float32)[0][0]["step"].shape == (1, 32)
+        assert hidden_dict(rows, 4, model.config.hidden_size, torch.float32)[0][0]["step"].shape == (1, 32)
 
 
 def test_hs_device_cpu_is_accepted_and_others_refused(tiny_dirs, toy_data, tmp_path, capsys):

@@ -1,6 +1,8 @@
 """Steering through hooks: exact additions, the controller against an independent recomputation,
 batch invariance, and the baselines (off, static 0)."""
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 
@@ -10,7 +12,8 @@ from rebalance.collect import make_table
 from rebalance.constants import generic
 from rebalance.control import ControlFunction
 from rebalance.data import Example, prompt_ids
-from rebalance.generation import ReleasedTopP, generate
+from rebalance.engine import Engine
+from rebalance.generation import ReleasedTopP
 from rebalance.hooks import residual_hook
 from rebalance.steering import Steerer, SteeringSetup, site_index, steer_batch
 from rebalance.steps import thinking_at_start
@@ -80,14 +83,23 @@ def test_hook_adds_exactly_coef_times_vector_at_boundaries_only(tiny):
             seen.setdefault(name, []).append(hidden[:, -1, :].clone())
         return keep
 
-    plain_setup = SteeringSetup(setup.vector, setup.site, "off", 0.0, None)
-    for name, s in (("plain", plain_setup), ("steered", setup)):
-        prompts = [prompt_ids(tokenizer, ex.problem) for ex in EXAMPLES[:2]]
-        steerer = Steerer(model, table, prompts, s)
-        # registered after the steering hook, so it sees the edited hidden state
-        with steerer.hooks(), residual_hook(model, setup.site, record(name)):
-            generate(model, prompts, max_new_tokens=len(script), eos_ids=table.eos_ids,
-                     pad_id=tokenizer.pad_token_id, processors=[ForceTokens(script)])
+    class Recording(Steerer):
+        """Registers the recording hook after its own, so it sees the edited hidden state."""
+
+        def __init__(self, name, s):
+            super().__init__(model, s)
+            self.name = name
+
+        @contextmanager
+        def hooks(self):
+            with super().hooks(), residual_hook(model, setup.site, record(self.name)):
+                yield self
+
+    zero = SteeringSetup(setup.vector, setup.site, "static", 0.0, None)
+    for name, s in (("plain", zero), ("steered", setup)):
+        engine = Engine(model, tokenizer, table, width=2, max_new_tokens=len(script),
+                        processors=[ForceTokens(script)], steerer=Recording(name, s))
+        assert [r.tokens for r in engine.run(EXAMPLES[:2])] == [script, script]
     assert len(seen["plain"]) == len(seen["steered"]) == len(script)  # prefill + every fed token
     # decoding step t feeds script[t-1]; boundaries inside the region: positions 1, 4, 5 (8 is after </think>)
     steered_inputs = {1, 4, 5}
