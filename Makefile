@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv test demo bench bench-gpu data vectors clean
+.PHONY: venv test demo reproduce bench bench-gpu data vectors clean
 
 venv: $(VENV)/.installed
 
@@ -23,7 +23,13 @@ test: venv
 demo: venv
 	OUT=$(DEMO_OUT) PY=$(BIN)/python bash scripts/demo.sh
 
+# make reproduce MODEL=DeepSeek-R1-Distill-Qwen-1.5B [VECTOR=...] [BENCHMARKS=Math_Math500,Math_GSM8K] [LIMIT=20] [ARGS="--num_gpus 8"]
+reproduce: venv
+	PY=$(BIN)/python bash scripts/reproduce.sh --model_name_or_path "$(MODEL)" $(if $(VECTOR),--steer_vector_path "$(VECTOR)") \
+	  $(if $(BENCHMARKS),--benchmarks "$(BENCHMARKS)") $(if $(LIMIT),--limit $(LIMIT)) $(ARGS)
+
 bench: venv
+	$(BIN)/python bench/ragged.py
 	$(BIN)/python bench/collection.py
 	$(BIN)/python bench/steering.py
 	$(BIN)/python bench/analysis.py

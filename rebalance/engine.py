@@ -121,6 +121,7 @@ class Engine:
         # transformers 5 renamed `past_key_values` to `cache`; pass whichever this model takes
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._prefill_kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self.steps = 0  # token-choosing steps over the engine's life (occupancy = tokens / (width x steps))
         self._clear()
 
     # ---- state ------------------------------------------------------------------------------
@@ -259,6 +260,7 @@ class Engine:
 
     def _choose(self, logits: torch.Tensor) -> list[Finished]:
         """Next token of every live row, the trackers advanced on it, and the one transfer."""
+        self.steps += 1
         scores = logits.float().clone()
         logp = torch.log_softmax(scores, dim=-1).amax(dim=-1)  # confidence: raw logits, before any shaping
         rows = None

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ReBalance end to end on the embedded default (SmolLM2-135M-Instruct, CPU), offline:
 # seen/held-out arithmetic sets -> collection -> layer -> vector + calibration -> baseline and
-# ReBalance runs on the held-out set -> merge -> check.py --baseline.
+# ReBalance runs on the held-out set -> merge -> check.py --baseline -> report.
 # Every knob is an environment variable, so the tests run the same script on a tiny model.
 set -euo pipefail
 PY=${PY:-python}
@@ -51,7 +51,11 @@ run check.py --model_name_or_path "$MODEL" --data_name Demo_Heldout --data_dir "
   --generation_path "$HELD_DIR/steer_temp0.0_maxlen$MAXLEN.merged.jsonl" \
   --baseline "$HELD_DIR/baseline_temp0.0_maxlen$MAXLEN.merged.jsonl"
 
+echo "== 6. report: every graded run of $NAME"
+run -m rebalance.report "$OUT/runs/$NAME"
+
 echo "== plots"
 echo "R^2 by layer:         $SEEN_DIR/origin_temp0.7_maxlen$MAXLEN.merged.ridge_r2.png"
 echo "control surface:      $HELD_DIR/control_surface.png"
 echo "length distributions: $HELD_DIR/steer_temp0.0_maxlen$MAXLEN.merged.lengths.png"
+echo "report:               $OUT/runs/$NAME/report.png"

@@ -1,4 +1,4 @@
-"""The demo script's seven stages end to end on a tiny random model (the same script `make demo`
+"""The demo script's stages end to end on a tiny random model (the same script `make demo`
 runs on SmolLM2): every expected file exists and both runs' metrics parse with n = held-out size."""
 
 import json
@@ -27,6 +27,7 @@ def test_demo_stages_on_a_tiny_model(tiny_dirs, tmp_path):
         held / "baseline_temp0.0_maxlen48.merged.jsonl", held / "steer_temp0.0_maxlen48.merged.jsonl",
         held / "control_surface.png", held / "steer_temp0.0_maxlen48.merged.lengths.png",
         held / "steer_temp0.0_maxlen48.merged.graded.jsonl", held / "baseline_temp0.0_maxlen48.merged.graded.jsonl",
+        out / "runs" / "qwen2" / "report.md", out / "runs" / "qwen2" / "report.csv", out / "runs" / "qwen2" / "report.png",
     ]
     assert [str(p) for p in expected if not p.is_file()] == []
     for run in ("steer", "baseline"):
@@ -34,3 +35,4 @@ def test_demo_stages_on_a_tiny_model(tiny_dirs, tmp_path):
             metrics = json.load(handle)
         assert metrics["n"] == 4 and metrics["missing"] == [] and 0 <= metrics["accuracy"] <= 100
     assert "delta" in proc.stdout and "length distributions:" in proc.stdout
+    assert "| Demo_Heldout | 4/4 |" in proc.stdout  # the demo ends with the report
