@@ -18,6 +18,7 @@ DATASET_FAMILIES = {
     "Math_AIME2024": "math", "Math_AIME2025": "math", "Math_AMC23": "math", "Math_Math500": "math",
     "Math_Olympiad": "math", "Math_Train": "math",
     "Math_GSM8K": "gsm8k", "Chinese_GSM8KZH": "gsm8k", "Demo_Seen": "gsm8k", "Demo_Heldout": "gsm8k",
+    "Organism_Seen": "gsm8k", "Organism_Heldout": "gsm8k",
     "Science_GPQA": "gpqa", "Commensense_StrategyQA": "yesno",
 }
 

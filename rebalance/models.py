@@ -81,9 +81,14 @@ def embedded_model_dir() -> str:
 
 
 def resolve_model_path(name: str) -> str:
-    """A local folder, a `.gguf` (converted), `embedded` (the default model) or a hub id."""
+    """A local folder, a `.gguf` (converted), `embedded` (the default model), `organism` (the
+    overthinking testbed, trained on first use) or a hub id."""
     if name in ("embedded", EMBEDDED_NAME):
         return embedded_model_dir()
+    if name == "organism":
+        from .organism import organism_model_dir
+
+        return organism_model_dir()
     expanded = os.path.expanduser(name)
     if expanded.endswith(".gguf"):
         if not os.path.isfile(expanded):
@@ -102,6 +107,10 @@ def model_basename(name: str) -> str:
     """The folder name used in output paths (e.g. DeepSeek-R1-Distill-Qwen-1.5B)."""
     if name == "embedded":
         return EMBEDDED_NAME
+    if name == "organism":
+        from .organism import ORGANISM_NAME
+
+        return ORGANISM_NAME
     base = os.path.basename(os.path.normpath(os.path.expanduser(name)))
     return base[: -len(".gguf")] if base.endswith(".gguf") else base
 

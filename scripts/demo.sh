@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
-# ReBalance end to end on the embedded default (SmolLM2-135M-Instruct, CPU), offline:
-# seen/held-out arithmetic sets -> collection -> layer -> vector + calibration -> baseline and
-# ReBalance runs on the held-out set -> merge -> check.py --baseline -> report.
+# ReBalance end to end on a CPU, offline, on the overthinking organism (SmolLM2-135M-Instruct
+# fine-tuned to re-check its arithmetic; trained once on first use, then cached):
+# seen/held-out problems -> collection -> layer -> vector + calibration -> baseline, dynamic
+# ReBalance and a sweep of static coefficients on the held-out set -> merge -> grading ->
+# comparison table and plot -> report. MODEL=embedded runs the same on plain SmolLM2.
 # Every knob is an environment variable, so the tests run the same script on a tiny model.
 set -euo pipefail
 PY=${PY:-python}
-MODEL=${MODEL:-embedded}
+MODEL=${MODEL:-organism}
 OUT=${OUT:-demo_out}
 DATA=${DATA:-Data}
-SEEN=${SEEN:-48}
-HELDOUT=${HELDOUT:-40}
-MAXLEN=${MAXLEN:-256}
+SEEN=${SEEN:-80}
+HELDOUT=${HELDOUT:-48}
+MAXLEN=${MAXLEN:-192}
 WORKERS=${WORKERS:-2}
-BATCH=${BATCH:-6}
+BATCH=${BATCH:-8}
+SWEEP=${SWEEP:--0.25 -0.5 -0.75}   # static coefficients, in units of the (unnormalised) vector
 NAME=$("$PY" -c "from rebalance.models import model_basename; print(model_basename('$MODEL'))")
-SEEN_DIR="$OUT/runs/$NAME/Demo_Seen"
-HELD_DIR="$OUT/runs/$NAME/Demo_Heldout"
+SEEN_DIR="$OUT/runs/$NAME/Organism_Seen"
+HELD_DIR="$OUT/runs/$NAME/Organism_Heldout"
 run() { "$PY" "$@"; }
 
+if [ "$MODEL" = organism ]; then
+  echo "== 0. the organism (trained once, then reused from the model cache)"
+  run -m rebalance.organism train
+fi
+
 echo "== 0. data: $SEEN seen and $HELDOUT held-out arithmetic problems (fixed seeds) under $DATA/"
-run -m rebalance.demo_data --out "$DATA" --seen "$SEEN" --heldout "$HELDOUT"
+run -m rebalance.organism data --out "$DATA" --seen "$SEEN" --heldout "$HELDOUT"
 
 echo "== 1. collection on the seen set ($WORKERS workers)"
-run transformer_inference_dp.py --model_name_or_path "$MODEL" --dataset_dir "$DATA" --dataset Demo_Seen \
+run transformer_inference_dp.py --model_name_or_path "$MODEL" --dataset_dir "$DATA" --dataset Organism_Seen \
   --output_path "$OUT/runs" --max_generated_tokens "$MAXLEN" --batch_size "$BATCH" --num_gpus "$WORKERS"
 run merge_shards.py --dir "$SEEN_DIR" --base "origin_temp0.7_maxlen$MAXLEN" --expected "$SEEN"
 SEEN_JSONL="$SEEN_DIR/origin_temp0.7_maxlen$MAXLEN.merged.jsonl"
@@ -36,26 +44,43 @@ VECTOR="$OUT/vectors/$NAME/steer_vector_layer${LAYER}_conf_mixed.pt"
 run hidden_analysis_auto.py --layer_id "$LAYER" --jsonl_path "$SEEN_JSONL" --hidden_dir "$SEEN_DIR" \
   --save_path "$VECTOR"
 
-COMMON=(--model_name_or_path "$MODEL" --dataset_dir "$DATA" --dataset Demo_Heldout --output_path "$OUT/runs"
+COMMON=(--model_name_or_path "$MODEL" --dataset_dir "$DATA" --dataset Organism_Heldout --output_path "$OUT/runs"
         --max_generated_tokens "$MAXLEN" --batch_size "$BATCH" --num_gpus "$WORKERS" --temperature 0)
+SUFFIX="temp0.0_maxlen$MAXLEN"
+steered() {  # run_id, then the steering flags
+  local base="$1_steer_$SUFFIX"; shift
+  [ "$base" = "_steer_$SUFFIX" ] && base="steer_$SUFFIX"
+  run transformer_inference_steer_dp.py "${COMMON[@]}" "$@"
+  run merge_shards.py --dir "$HELD_DIR" --base "$base" --expected "$HELDOUT"
+  run check.py --model_name_or_path "$MODEL" --data_name Organism_Heldout --data_dir "$DATA" \
+    --generation_path "$HELD_DIR/$base.merged.jsonl" > /dev/null
+}
+
 echo "== 4a. baseline (unsteered) on the held-out set"
 run transformer_inference_steer_dp.py "${COMMON[@]}" --steer_mode off
-run merge_shards.py --dir "$HELD_DIR" --base "baseline_temp0.0_maxlen$MAXLEN" --expected "$HELDOUT"
+run merge_shards.py --dir "$HELD_DIR" --base "baseline_$SUFFIX" --expected "$HELDOUT"
 
 echo "== 4b. ReBalance (dynamic steering, layer $LAYER) on the held-out set"
-run transformer_inference_steer_dp.py "${COMMON[@]}" --steer_mode dynamic --steer_vector_path "$VECTOR"
-run merge_shards.py --dir "$HELD_DIR" --base "steer_temp0.0_maxlen$MAXLEN" --expected "$HELDOUT"
+steered "" --steer_mode dynamic --steer_vector_path "$VECTOR"
+
+for COEF in $SWEEP; do
+  echo "== 4c. static steering, coefficient $COEF"
+  steered "static$COEF" --steer_mode static --steer_coef "$COEF" --steer_vector_path "$VECTOR" --run_id "static$COEF"
+done
 
 echo "== 5. grading: ReBalance vs baseline"
-run check.py --model_name_or_path "$MODEL" --data_name Demo_Heldout --data_dir "$DATA" \
-  --generation_path "$HELD_DIR/steer_temp0.0_maxlen$MAXLEN.merged.jsonl" \
-  --baseline "$HELD_DIR/baseline_temp0.0_maxlen$MAXLEN.merged.jsonl"
+run check.py --model_name_or_path "$MODEL" --data_name Organism_Heldout --data_dir "$DATA" \
+  --generation_path "$HELD_DIR/steer_$SUFFIX.merged.jsonl" --baseline "$HELD_DIR/baseline_$SUFFIX.merged.jsonl"
 
-echo "== 6. report: every graded run of $NAME"
+echo "== 6. dynamic against static: accuracy, tokens, re-checks"
+run -m rebalance.organism compare "$HELD_DIR" --maxlen "$MAXLEN"
+
+echo "== 7. report: every graded run of $NAME"
 run -m rebalance.report "$OUT/runs/$NAME"
 
 echo "== plots"
 echo "R^2 by layer:         $SEEN_DIR/origin_temp0.7_maxlen$MAXLEN.merged.ridge_r2.png"
 echo "control surface:      $HELD_DIR/control_surface.png"
-echo "length distributions: $HELD_DIR/steer_temp0.0_maxlen$MAXLEN.merged.lengths.png"
+echo "length distributions: $HELD_DIR/steer_$SUFFIX.merged.lengths.png"
+echo "dynamic vs static:    $HELD_DIR/sweep.png"
 echo "report:               $OUT/runs/$NAME/report.png"

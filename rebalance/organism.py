@@ -1,0 +1,195 @@
+"""A model organism of overthinking: the embedded SmolLM2-135M-Instruct fine-tuned with LoRA on
+arithmetic traces that re-check every product (`organism_data.py`), so that ReBalance has
+something to remove. A synthetic testbed in which the mechanism can be seen and regression-tested
+on a CPU; it says nothing about real reasoning models.
+
+  python -m rebalance.organism data [--out Data]   # Organism_Seen (80) and Organism_Heldout (48)
+  python -m rebalance.organism train               # train and cache (or reuse) the organism
+  python -m rebalance.organism compare DIR         # the demo's comparison table and PNG
+
+`--model_name_or_path organism` resolves to the cached merged model and trains it on first use.
+Training is deterministic: fixed seeds and a fixed number of steps, not a time limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .errors import cli_entry
+
+ORGANISM_NAME = "SmolLM2-135M-organism"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    traces: int = 4000
+    steps: int = 65
+    batch_size: int = 8
+    lr: float = 1e-3
+    warmup: int = 10
+    rank: int = 16
+    alpha: float = 32.0
+    seed: int = 0
+    bf16_autocast: bool = True
+    threads: int = 1          # one thread with bf16 autocast was several times faster than two here
+    version: int = 1          # bump when the trace generator or the training loop changes
+
+    def key(self, base_name: str) -> str:
+        text = json.dumps({"base": base_name, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def organism_dir(recipe: Recipe = Recipe(), base_name: str | None = None) -> str:
+    from .models import EMBEDDED_NAME, cache_root
+
+    return os.path.join(cache_root(), "models", f"{ORGANISM_NAME}-{recipe.key(base_name or EMBEDDED_NAME)}")
+
+
+def encode(tokenizer, problem: str, response: str) -> tuple[list[int], list[int]]:
+    """Input ids and labels: the suite's own prompt (system prompt + chat template), loss on the
+    response and its end-of-turn token only."""
+    from .data import prompt_ids
+
+    prompt = prompt_ids(tokenizer, problem)
+    answer = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return prompt + answer, [-100] * len(prompt) + answer
+
+
+def _batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, steps: int, seed: int, pad_id: int):
+    """Right-padded batches in a fixed shuffled order, cycling through the data if needed."""
+    order = list(range(len(encoded)))
+    random.Random(seed).shuffle(order)
+    for step in range(steps):
+        picked = [encoded[order[(step * batch_size + i) % len(order)]] for i in range(batch_size)]
+        width = max(len(ids) for ids, _ in picked)
+        ids = torch.full((batch_size, width), pad_id, dtype=torch.long)
+        labels = torch.full((batch_size, width), -100, dtype=torch.long)
+        mask = torch.zeros((batch_size, width), dtype=torch.long)
+        for row, (x, y) in enumerate(picked):
+            ids[row, :len(x)], labels[row, :len(y)], mask[row, :len(x)] = torch.tensor(x), torch.tensor(y), 1
+        yield ids, labels, mask
+
+
+def learning_rate(step: int, recipe: Recipe) -> float:
+    """Linear warm-up, then cosine decay to zero at the last step."""
+    if step < recipe.warmup:
+        return recipe.lr * (step + 1) / recipe.warmup
+    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
+    return recipe.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train(base_dir: str, out_dir: str, recipe: Recipe = Recipe(), data: list[tuple[str, str]] | None = None) -> list[float]:
+    """Fine-tune `base_dir` with LoRA on the organism's traces, merge, save to `out_dir` (the merged
+    model, `adapter.pt` and `recipe.json`). Returns the loss per step."""
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .lora import adapter_state, add_lora, merge_lora
+    from .organism_data import training_traces
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.threads)
+    torch.manual_seed(recipe.seed)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        model.train()
+        add_lora(model, recipe.rank, recipe.alpha)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
+        pairs = data if data is not None else training_traces(recipe.traces)
+        encoded = [encode(tokenizer, problem, response) for problem, response in pairs]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        losses = []
+        bar = tqdm(_batches(encoded, recipe.batch_size, recipe.steps, recipe.seed, pad), total=recipe.steps,
+                   desc=f"training the organism ({sum(p.numel() for p in params) / 1e6:.1f} M LoRA parameters)",
+                   unit="step", dynamic_ncols=True)
+        for step, (ids, labels, mask) in enumerate(bar):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, recipe)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16_autocast):
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar.close()
+        adapter = adapter_state(model)
+        merge_lora(model)
+        model.eval()
+        os.makedirs(out_dir, exist_ok=True)
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        torch.save(adapter, os.path.join(out_dir, "adapter.pt"))
+        with open(os.path.join(out_dir, "recipe.json"), "w", encoding="utf-8") as handle:
+            json.dump({"base": base_dir, **asdict(recipe), "losses": losses}, handle, indent=2)
+    finally:
+        torch.set_num_threads(threads)
+    return losses
+
+
+def organism_model_dir(recipe: Recipe = Recipe()) -> str:
+    """The cached organism, trained first if it is not there (into a temporary folder renamed into
+    place, so an interrupted training leaves nothing that looks finished)."""
+    from .models import embedded_model_dir
+
+    target = organism_dir(recipe)
+    if os.path.isfile(os.path.join(target, "recipe.json")):
+        return target
+    base = embedded_model_dir()
+    print(f"the organism is not cached yet: training it once ({recipe.steps} steps, a few minutes on a CPU)",
+          file=sys.stderr)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".organism-", dir=os.path.dirname(target))
+    try:
+        losses = train(base, scratch, recipe)
+        os.replace(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"organism cached in {target} (loss {losses[0]:.2f} -> {losses[-1]:.2f})", file=sys.stderr)
+    return target
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rebalance.organism", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    data = commands.add_parser("data", help="write Organism_Seen and Organism_Heldout")
+    data.add_argument("--out", default="Data")
+    data.add_argument("--seen", type=int, default=80)
+    data.add_argument("--heldout", type=int, default=48)
+    commands.add_parser("train", help="train the organism into the model cache (reused when there)")
+    compare = commands.add_parser("compare", help="baseline, dynamic and static runs of a folder: table + PNG")
+    compare.add_argument("folder")
+    compare.add_argument("--temperature", default="0.0")
+    compare.add_argument("--maxlen", required=True)
+    args = parser.parse_args(argv)
+    if args.command == "data":
+        from .organism_data import write_sets
+
+        for path in write_sets(args.out, args.seen, args.heldout):
+            print(f"wrote {path}")
+    elif args.command == "train":
+        print(organism_model_dir())
+    else:
+        from .sweep import compare_runs
+
+        compare_runs(args.folder, f"temp{args.temperature}_maxlen{args.maxlen}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

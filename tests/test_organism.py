@@ -1,0 +1,163 @@
+"""The overthinking organism: the trace generator's rules, LoRA training and merging on a tiny
+random model, the `organism` name resolving to a cached model, and the dynamic-vs-static table and
+plot from hand-made runs."""
+
+import json
+import os
+import random
+import re
+import shutil
+
+import pytest
+import torch
+
+from conftest import load
+from rebalance import organism
+from rebalance.lora import add_lora, merge_lora
+from rebalance.models import model_basename, resolve_model_path
+from rebalance.organism_data import (Equation, evaluation_sets, make_problem, problems, trace, training_traces,
+                                     write_sets)
+from rebalance.sweep import compare_runs
+
+EQUATION = re.compile(r"(\d+) ([x+-]) (\d+) = (\d+)")
+
+
+def independent_answer(text):
+    """The problem's answer read from its wording alone."""
+    n = [int(x) for x in re.findall(r"\d+", text)]
+    if text.startswith("What is"):
+        return eval(text[len("What is "):-1].replace(" x ", " * "))  # digits and + - * only
+    if "bags of" in text:
+        return n[0] * n[1] - n[2]
+    if "boxes holds" in text:
+        return n[0] * (n[1] + n[2])
+    if "packs of" in text:
+        return n[0] + n[1] * n[2]
+    raise AssertionError(text)
+
+
+def test_traces_follow_the_rules_on_a_large_draw():
+    rng = random.Random(5)
+    counts = {op: [0, 0, 0] for op in ("x", "+-")}  # equations, first re-checks, second re-checks
+    for _ in range(6000):
+        problem = make_problem(rng)
+        steps = trace(problem, rng).split("\n\n")
+        assert steps[-1] == f"The answer is \\boxed{{{problem.answer}}}."
+        assert problem.answer == independent_answer(problem.text)
+        current = None
+        for step in steps[:-1]:
+            a, op, b, value = EQUATION.search(step).groups()
+            a, b, value = int(a), int(b), int(value)
+            assert value == Equation(a, op, b).value and 0 <= value < 100
+            if op == "x":
+                assert 2 <= a <= 9 and 2 <= b <= 9
+            kind = "x" if op == "x" else "+-"
+            if step.startswith("Wait"):
+                assert (a, op, b, value) == current, "a re-check repeats its equation's value"
+                counts[kind][1 if "again" not in step and "more" not in step else 2] += 1
+            else:
+                assert step.startswith("First," if current is None else "Then ")
+                current = (a, op, b, value)
+                counts[kind][0] += 1
+    for kind, (first_p, second_p) in (("x", (0.8, 0.65)), ("+-", (0.25, 0.3))):
+        equations, first, second = counts[kind]
+        assert first / equations == pytest.approx(first_p, abs=4 * (first_p * (1 - first_p) / equations) ** 0.5)
+        assert second / first == pytest.approx(second_p, abs=4 * (second_p * (1 - second_p) / first) ** 0.5)
+
+
+def test_evaluation_sets_are_fixed_and_kept_out_of_training(tmp_path):
+    seen, heldout = evaluation_sets()
+    assert (len(seen), len(heldout)) == (80, 48)
+    assert evaluation_sets()[1] == heldout  # fixed seeds
+    texts = {p.text for p in seen + heldout}
+    assert len(texts) == 128
+    assert not texts & {problem for problem, _ in training_traces(4000)}
+    paths = write_sets(str(tmp_path), 80, 48)
+    rows = [json.loads(line) for line in open(paths[1])]
+    assert rows[0] == {"problem": heldout[0].text, "answer": str(heldout[0].answer)}
+    assert len(problems(1, 50)) == len({p.text for p in problems(1, 50)})
+
+
+def test_lora_starts_at_the_base_and_merges_exactly(tiny_dirs):
+    model, _ = load(tiny_dirs["llama"])
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        names = add_lora(model, rank=4, alpha=8)
+        assert len(names) == 3 * 7 and torch.equal(model(input_ids=ids).logits, before)  # B = 0 at the start
+        for name, param in model.named_parameters():
+            if "lora_b" in name:
+                param.normal_(0, 0.05)
+        adapted = model(input_ids=ids).logits
+        assert merge_lora(model) == 21
+        merged = model(input_ids=ids).logits
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    assert (adapted - before).abs().max() > 1e-3
+    assert torch.allclose(merged, adapted, atol=1e-5)
+
+
+def test_training_command_on_a_tiny_model(tiny_dirs, tmp_path):
+    recipe = organism.Recipe(steps=2, batch_size=2, warmup=1, rank=4, alpha=8)
+    out = tmp_path / "organism"
+    data = training_traces(6)
+    losses = organism.train(tiny_dirs["qwen2"], str(out), recipe, data=data)
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    adapter = torch.load(out / "adapter.pt", weights_only=True)
+    assert adapter and all("lora_" in name for name in adapter)
+    assert json.loads((out / "recipe.json").read_text())["steps"] == 2
+    model, tokenizer = load(str(out))
+    base, _ = load(tiny_dirs["qwen2"])
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(model.state_dict()[name], base.state_dict()[name])  # the adapter was merged in
+    ids = torch.tensor([tokenizer("What is 2 x 3 + 4?")["input_ids"]])
+    assert model.generate(input_ids=ids, max_new_tokens=3, do_sample=False).shape[1] == ids.shape[1] + 3
+
+
+def test_the_organism_name_trains_once_then_reuses_the_cache(tiny_dirs, tmp_path, monkeypatch):
+    monkeypatch.setenv("REBALANCE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("rebalance.models.embedded_model_dir", lambda: tiny_dirs["qwen2"])
+    calls = []
+
+    def fake_train(base, out, recipe=organism.Recipe()):
+        calls.append(base)
+        shutil.copytree(base, out, dirs_exist_ok=True)
+        with open(os.path.join(out, "recipe.json"), "w") as handle:
+            json.dump({"steps": recipe.steps}, handle)
+        return [1.0, 0.5]
+
+    monkeypatch.setattr(organism, "train", fake_train)
+    first = resolve_model_path("organism")
+    second = resolve_model_path("organism")
+    assert first == second == organism.organism_dir() and calls == [tiny_dirs["qwen2"]]
+    assert os.path.basename(first).startswith("SmolLM2-135M-organism-")
+    assert model_basename("organism") == "SmolLM2-135M-organism"
+    assert [p for p in os.listdir(os.path.dirname(first)) if p.startswith(".organism-")] == []  # no scratch left
+    assert organism.Recipe(steps=66).key("x") != organism.Recipe().key("x") != organism.Recipe().key("y")
+
+
+def write_run(folder, name, accuracy, tokens, texts, lengths=()):
+    with open(folder / f"{name}.merged.jsonl", "w") as handle:
+        for i, text in enumerate(texts):
+            reason = "length" if i in lengths else "eos"
+            handle.write(json.dumps({"idx": i, "generated_responses": [text], "finish_reason": reason}) + "\n")
+    (folder / f"{name}.merged.metrics.json").write_text(json.dumps({"accuracy": accuracy, "avg_tokens": tokens}))
+
+
+def test_dynamic_against_static_table_and_plot(tmp_path, capsys):
+    suffix = "temp0.0_maxlen192"
+    wait = "First, 2 x 3 = 6.\n\nWait, let me check: 2 x 3 = 6. Yes.\n\n"
+    write_run(tmp_path, f"baseline_{suffix}", 70.0, 80.0, [wait * 2, wait * 2])
+    write_run(tmp_path, f"steer_{suffix}", 71.0, 64.0, [wait, wait])
+    write_run(tmp_path, f"static-0.25_steer_{suffix}", 70.0, 79.0, [wait * 2, wait])
+    write_run(tmp_path, f"static-0.75_steer_{suffix}", 58.0, 60.0, ["First", "First"], lengths=(1,))
+    write_run(tmp_path, "origin_temp0.7_maxlen192", 10.0, 10.0, ["x"])  # not part of the comparison
+    runs = compare_runs(str(tmp_path), suffix)
+    assert [r.label for r in runs] == ["baseline", "dynamic", "static -0.25", "static -0.75"]
+    assert [r.rechecks for r in runs] == [2.0, 1.0, 1.5, 0.0]
+    out = capsys.readouterr().out
+    assert "| dynamic | 71.0 | 64.0 | 0.80 x | 1.00 | 0/2 |" in out
+    assert "| static -0.75 | 58.0 | 60.0 | 0.75 x | 0.00 | 1/2 |" in out
+    assert "dynamic: 0.80 x the baseline's tokens (target <= 0.85), accuracy +1.0 points" in out and ": met" in out
+    assert "no static coefficient reaches both" in out
+    png = tmp_path / "sweep.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
