@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv test demo reproduce bench bench-gpu data vectors clean
+.PHONY: venv test demo organism reproduce bench bench-gpu data vectors clean
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ test: venv
 
 demo: venv
 	OUT=$(DEMO_OUT) PY=$(BIN)/python bash scripts/demo.sh
+
+# the overthinking organism the demo runs on, trained ahead of time (`make demo` trains it on first use)
+organism: venv
+	$(BIN)/python -m rebalance.organism train
 
 # make reproduce MODEL=DeepSeek-R1-Distill-Qwen-1.5B [VECTOR=...] [BENCHMARKS=Math_Math500,Math_GSM8K] [LIMIT=20] [ARGS="--num_gpus 8"]
 reproduce: venv
@@ -45,4 +49,4 @@ vectors: venv
 	$(BIN)/python -m rebalance.fetch vectors --out .
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache Data/Demo_Seen Data/Demo_Heldout
+	rm -rf $(DEMO_OUT) .pytest_cache Data/Demo_Seen Data/Demo_Heldout Data/Organism_Seen Data/Organism_Heldout

@@ -76,14 +76,14 @@ def test_reproduce_runs_skips_and_resumes(tiny_dirs, tmp_path):
     assert "skip Math_AIME2024 ReBalance run" not in third and "skip Math_GSM8K baseline run" in third
     assert_complete(work)
 
-    shutil.rmtree(work / "outputs")
+    shutil.rmtree(work / "outputs" / "TinyR1" / "Math_AIME2024")
     run = reproduce(work, popen=True)
-    for line in run.stdout:  # kill the whole process group in the middle of the second benchmark
-        if line.startswith("$ python") and "Math_AIME2024" in line and "--steer_mode off" in line:
+    for line in run.stdout:  # kill the whole process group as the second benchmark's ReBalance run starts
+        if line.startswith("$ python") and "Math_AIME2024" in line and "--steer_mode dynamic" in line:
             break
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
-    assert not (work / "outputs" / "TinyR1" / "report.md").exists()
     resumed = reproduce(work)
-    assert "skip Math_GSM8K ReBalance run" in resumed
+    assert "skip Math_GSM8K ReBalance run" in resumed and "skip Math_AIME2024 baseline grading" in resumed
+    assert stages(resumed) == ["Math_AIME2024: ReBalance run", "Math_AIME2024: grading the ReBalance run"]
     assert_complete(work)
