@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--out", default="Data")
     data.add_argument("--seen", type=int, default=80)
     data.add_argument("--heldout", type=int, default=48)
-    commands.add_parser("train", help="train the organism into the model cache (reused when there)")
+    train_cmd = commands.add_parser("train", help="train the organism into the model cache (reused when there)")
+    train_cmd.add_argument("--seed", type=int, default=Recipe.seed,
+                           help="another training seed (a separate cached model; `organism` is always seed 0)")
     compare = commands.add_parser("compare", help="baseline, dynamic and static runs of a folder: table + PNG")
     compare.add_argument("folder")
     compare.add_argument("--temperature", default="0.0")
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_sets(args.out, args.seen, args.heldout):
             print(f"wrote {path}")
     elif args.command == "train":
-        print(organism_model_dir())
+        print(organism_model_dir(Recipe(seed=args.seed)))
     else:
         from .sweep import compare_runs
 

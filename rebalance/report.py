@@ -86,7 +86,7 @@ def pair_runs(model: str, runs: list[Run]) -> list[Row]:
     for benchmark in sorted({r.benchmark for r in runs}):
         mine = [r for r in runs if r.benchmark == benchmark]
         bases = sorted((r for r in mine if r.mode == "baseline"), key=lambda r: r.label)
-        steers = sorted((r for r in mine if r.mode == "steer"), key=lambda r: r.label)
+        steers = sorted((r for r in mine if r.mode == "steer"), key=lambda r: (not r.label.startswith("steer_"), r.label))
         for base in bases[1:]:
             print(f"note: {benchmark}: several baselines, comparing with {bases[0].label} (not {base.label})",
                   file=sys.stderr)
