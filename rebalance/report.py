@@ -235,10 +235,10 @@ def model_dirs(paths: list[str]) -> list[str]:
     for path in paths:
         if not os.path.isdir(path):
             raise UsageError(f"{path}: no such folder (give OUTPUT_DIR/MODEL)")
-        if glob.glob(os.path.join(path, "*", "*.metrics.json")):
+        if glob.glob(os.path.join(glob.escape(path), "*", "*.metrics.json")):
             found.append(path)
             continue
-        inner = sorted({os.path.dirname(os.path.dirname(p)) for p in glob.glob(os.path.join(path, "*", "*", "*.metrics.json"))})
+        inner = sorted({os.path.dirname(os.path.dirname(p)) for p in glob.glob(os.path.join(glob.escape(path), "*", "*", "*.metrics.json"))})
         if not inner:
             raise UsageError(f"{path}: no graded runs (*.metrics.json from check.py) in its benchmark folders")
         found += inner
@@ -247,7 +247,7 @@ def model_dirs(paths: list[str]) -> list[str]:
 
 def build_report(model_dir: str) -> tuple[str, list[Row]]:
     model = os.path.basename(os.path.normpath(model_dir))
-    runs = [run for path in sorted(glob.glob(os.path.join(model_dir, "*", "*.metrics.json")))
+    runs = [run for path in sorted(glob.glob(os.path.join(glob.escape(model_dir), "*", "*.metrics.json")))
             if (run := read_run(path)) is not None]
     if not runs:
         raise UsageError(f"{model_dir}: no graded baseline_/steer_ runs")

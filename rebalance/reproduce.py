@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import shlex
 import subprocess
@@ -24,6 +23,7 @@ from .data import load_examples
 from .datasets import SOURCES
 from .errors import UsageError, cli_entry
 from .models import model_basename
+from .shards import read_records, shard_files
 
 BENCHMARKS = tuple(name for name in SOURCES if name != "Math_Train")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,23 +69,14 @@ def default_vector(model_name: str) -> str:
     return found[0]
 
 
-def merged_idx(path: str) -> set[int]:
-    done = set()
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                done.add(json.loads(line)["idx"])
-    return done
-
-
 def run_is_complete(folder: str, base: str, expected: set[int]) -> bool:
+    """The merged file holds every expected idx and no shard was written after it."""
     merged = os.path.join(folder, f"{base}.merged.jsonl")
     if not os.path.isfile(merged):
         return False
-    shards = glob.glob(os.path.join(folder, f"{base}.shard*.jsonl"))
-    if any(os.path.getmtime(s) > os.path.getmtime(merged) for s in shards):
+    if any(os.path.getmtime(s) > os.path.getmtime(merged) for s in shard_files(folder, base)):
         return False
-    return expected <= merged_idx(merged)
+    return expected <= {record["idx"] for record in read_records(merged)}
 
 
 def is_newer(path: str, than: str) -> bool:

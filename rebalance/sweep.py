@@ -12,7 +12,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from .shards import atomic_write_text
+from .errors import UsageError
+from .shards import atomic_write_text, read_records
 
 RECHECK = re.compile(r"\bWait\b")
 STATIC = re.compile(r"^static(?P<coef>[-+0-9.e]+)_steer_")
@@ -30,19 +31,23 @@ class RunSummary:
 
 
 def summarize(merged: str, metrics_path: str, label: str, coef: float | None) -> RunSummary:
-    with open(metrics_path, encoding="utf-8") as handle:
-        metrics = json.load(handle)
-    records = [json.loads(line) for line in open(merged, encoding="utf-8") if line.strip()]
+    try:
+        with open(metrics_path, encoding="utf-8") as handle:
+            metrics = json.load(handle)
+        accuracy, tokens = float(metrics["accuracy"]), float(metrics["avg_tokens"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"{metrics_path}: not a check.py metrics file ({type(err).__name__}: {err})") from None
+    records = read_records(merged)
     texts = [r["generated_responses"][0] for r in records]
     rechecks = sum(len(RECHECK.findall(t)) for t in texts) / max(len(texts), 1)
     at_limit = sum(r.get("finish_reason") == "length" for r in records)
-    return RunSummary(label, coef, metrics["accuracy"], metrics["avg_tokens"], rechecks, at_limit, len(records))
+    return RunSummary(label, coef, accuracy, tokens, rechecks, at_limit, len(records))
 
 
 def find_runs(folder: str, suffix: str) -> list[RunSummary]:
     """Graded runs named baseline_{suffix}, steer_{suffix} and static{c}_steer_{suffix}."""
     runs = []
-    for merged in sorted(glob.glob(os.path.join(folder, f"*_{suffix}.merged.jsonl"))):
+    for merged in sorted(glob.glob(os.path.join(glob.escape(folder), f"*_{suffix}.merged.jsonl"))):
         metrics = merged[: -len(".jsonl")] + ".metrics.json"
         name = os.path.basename(merged)[: -len(".merged.jsonl")]
         if not os.path.isfile(metrics):
