@@ -43,7 +43,7 @@ class Recipe:
     seed: int = 0
     bf16_autocast: bool = True
     threads: int = 2          # fixed, so the sums (and the model) do not depend on the machine's cores
-    version: int = 2          # bump when the trace generator or the training loop changes
+    version: int = 3          # bump when the trace generator or the training loop changes
 
     def key(self, base_name: str) -> str:
         text = json.dumps({"base": base_name, **asdict(self)}, sort_keys=True)

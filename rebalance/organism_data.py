@@ -15,7 +15,7 @@ A trace, steps separated by a blank line:
     The answer is \\boxed{59}.
 
 After a product a first re-check follows with probability 0.8 and then a second with 0.65; after a
-sum or difference 0.25 and 0.3. Every re-check starts with "Wait" (one token decides it) and its
+sum 0.25 and 0.3. Every re-check starts with "Wait" (one token decides it) and its
 wording varies, which keeps the model less sure at re-check steps than at the arithmetic: the
 signal the control function keys on.
 """
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 NAMES = ["Tom", "Sara", "Ali", "Mia", "Ken", "Lena", "Omar", "Ivy", "Noah", "Zoe"]
 ITEMS = ["apples", "pens", "stickers", "marbles", "books", "cookies", "coins", "shells", "cards", "beads"]
-RECHECK_P = {"x": (0.8, 0.65), "+": (0.25, 0.3), "-": (0.25, 0.3)}
+RECHECK_P = {"x": (0.8, 0.65), "+": (0.25, 0.3)}
 FIRST_VERB = ["double-check", "check", "verify"]
 FIRST_OBJECT = ["this", "that"]
 FIRST_CLOSE = ["Yes, that is right.", "That is correct.", "Yes, it checks out.", "Good, that holds."]
@@ -42,12 +42,12 @@ SEEN_SIZE, HELDOUT_SIZE = 80, 48
 @dataclass(frozen=True)
 class Equation:
     a: int
-    op: str     # x, + or -
+    op: str     # x or +
     b: int
 
     @property
     def value(self) -> int:
-        return {"x": self.a * self.b, "+": self.a + self.b, "-": self.a - self.b}[self.op]
+        return {"x": self.a * self.b, "+": self.a + self.b}[self.op]
 
     def text(self) -> str:
         return f"{self.a} {self.op} {self.b} = {self.value}"
@@ -64,34 +64,29 @@ class Problem:
 
 
 def make_problem(rng: random.Random) -> Problem:
-    """Two- and three-step problems: products from the 2-9 table, sums and differences under 100."""
-    kind = rng.choice(["mul_add", "mul_sub", "bags", "boxes", "shop", "three"])
+    """Two- and three-step problems: a product from the 2-9 table and one or two single-digit
+    additions. No differences and no two-digit addends: the base model gets about four in ten
+    subtractions and some two-digit sums wrong, and those errors flip with any change of context (a
+    re-check more or less), which would drown what steering does to accuracy in arithmetic noise."""
+    kind = rng.choice(["mul_add", "bags", "boxes", "shop", "three"])
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    a, b = rng.randint(2, 9), rng.randint(2, 9)
+    a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(2, 9)
     p = a * b
     if kind == "mul_add":
-        c = rng.randint(2, min(30, 99 - p))
         return Problem(f"What is {a} x {b} + {c}?", (Equation(a, "x", b), Equation(p, "+", c)))
-    if kind == "mul_sub":
-        c = rng.randint(1, p - 1)
-        return Problem(f"What is {a} x {b} - {c}?", (Equation(a, "x", b), Equation(p, "-", c)))
     if kind == "bags":
-        c = rng.randint(1, p - 1)
-        return Problem(f"{name} buys {a} bags of {b} {item} and gives away {c}. How many {item} does {name} have left?",
-                       (Equation(a, "x", b), Equation(p, "-", c)))
+        return Problem(f"{name} buys {a} bags of {b} {item} and finds {c} more. How many {item} does {name} have?",
+                       (Equation(a, "x", b), Equation(p, "+", c)))
     if kind == "boxes":
         x = rng.randint(1, 7)
         y = rng.randint(1, 9 - x)
-        k = rng.randint(2, 9)
-        return Problem(f"Each of {k} boxes holds {x} red and {y} blue {item}. How many {item} are there in all?",
-                       (Equation(x, "+", y), Equation(k, "x", x + y)))
+        return Problem(f"Each of {c} boxes holds {x} red and {y} blue {item}. How many {item} are there in all?",
+                       (Equation(x, "+", y), Equation(c, "x", x + y)))
     if kind == "shop":
-        c = rng.randint(2, 18)
         return Problem(f"{name} has {c} {item} and buys {a} packs of {b} more. How many {item} does {name} have now?",
-                       (Equation(a, "x", b), Equation(c, "+", p)))
-    c = rng.randint(2, min(20, 99 - p))
-    d = rng.randint(1, p + c - 1)
-    return Problem(f"What is {a} x {b} + {c} - {d}?", (Equation(a, "x", b), Equation(p, "+", c), Equation(p + c, "-", d)))
+                       (Equation(a, "x", b), Equation(p, "+", c)))
+    d = rng.randint(2, 9)
+    return Problem(f"What is {a} x {b} + {c} + {d}?", (Equation(a, "x", b), Equation(p, "+", c), Equation(p + c, "+", d)))
 
 
 def trace(problem: Problem, rng: random.Random) -> str:

@@ -112,6 +112,7 @@ def plot_sweep(runs: list[RunSummary], path: str, title: str = "") -> str:
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or "accuracy against tokens: dynamic vs static steering")
     ax.grid(alpha=0.3)
+    ax.margins(0.1)  # room for the coefficient labels at the edges
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

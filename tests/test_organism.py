@@ -19,16 +19,16 @@ from rebalance.organism_data import (Equation, evaluation_sets, make_problem, pr
                                      write_sets)
 from rebalance.sweep import compare_runs
 
-EQUATION = re.compile(r"(\d+) ([x+-]) (\d+) = (\d+)")
+EQUATION = re.compile(r"(\d+) ([x+]) (\d+) = (\d+)")
 
 
 def independent_answer(text):
     """The problem's answer read from its wording alone."""
     n = [int(x) for x in re.findall(r"\d+", text)]
     if text.startswith("What is"):
-        return eval(text[len("What is "):-1].replace(" x ", " * "))  # digits and + - * only
+        return eval(text[len("What is "):-1].replace(" x ", " * "))  # digits, + and * only
     if "bags of" in text:
-        return n[0] * n[1] - n[2]
+        return n[0] * n[1] + n[2]
     if "boxes holds" in text:
         return n[0] * (n[1] + n[2])
     if "packs of" in text:
@@ -38,7 +38,7 @@ def independent_answer(text):
 
 def test_traces_follow_the_rules_on_a_large_draw():
     rng = random.Random(5)
-    counts = {op: [0, 0, 0] for op in ("x", "+-")}  # equations, first re-checks, second re-checks
+    counts = {op: [0, 0, 0] for op in ("x", "+")}  # equations, first re-checks, second re-checks
     for _ in range(6000):
         problem = make_problem(rng)
         steps = trace(problem, rng).split("\n\n")
@@ -51,7 +51,9 @@ def test_traces_follow_the_rules_on_a_large_draw():
             assert value == Equation(a, op, b).value and 0 <= value < 100
             if op == "x":
                 assert 2 <= a <= 9 and 2 <= b <= 9
-            kind = "x" if op == "x" else "+-"
+            else:
+                assert b <= 9, "single-digit addends only"
+            kind = op
             if step.startswith("Wait"):
                 assert (a, op, b, value) == current, "a re-check repeats its equation's value"
                 counts[kind][1 if "again" not in step and "more" not in step else 2] += 1
@@ -59,7 +61,7 @@ def test_traces_follow_the_rules_on_a_large_draw():
                 assert step.startswith("First," if current is None else "Then ")
                 current = (a, op, b, value)
                 counts[kind][0] += 1
-    for kind, (first_p, second_p) in (("x", (0.8, 0.65)), ("+-", (0.25, 0.3))):
+    for kind, (first_p, second_p) in (("x", (0.8, 0.65)), ("+", (0.25, 0.3))):
         equations, first, second = counts[kind]
         assert first / equations == pytest.approx(first_p, abs=4 * (first_p * (1 - first_p) / equations) ** 0.5)
         assert second / first == pytest.approx(second_p, abs=4 * (second_p * (1 - second_p) / first) ** 0.5)
