@@ -65,9 +65,10 @@ class Problem:
 
 def make_problem(rng: random.Random) -> Problem:
     """Two- and three-step problems: a product from the 2-9 table and one or two single-digit
-    additions. No differences and no two-digit addends: the base model gets about four in ten
-    subtractions and some two-digit sums wrong, and those errors flip with any change of context (a
-    re-check more or less), which would drown what steering does to accuracy in arithmetic noise."""
+    additions. No differences, and what is added is one digit: the base model gets about four in
+    ten subtractions and some sums of two two-digit numbers wrong, and those errors flip with any
+    change of context (a re-check more or less), which would drown what steering does to accuracy
+    in arithmetic noise."""
     kind = rng.choice(["mul_add", "bags", "boxes", "shop", "three"])
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(2, 9)
