@@ -164,13 +164,16 @@ def organism_model_dir(recipe: Recipe = Recipe()) -> str:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
+    from .cli import positive_int
+    from .organism_data import HELDOUT_SIZE, SEEN_SIZE
+
     parser = argparse.ArgumentParser(prog="python -m rebalance.organism", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     data = commands.add_parser("data", help="write Organism_Seen and Organism_Heldout")
     data.add_argument("--out", default="Data")
-    data.add_argument("--seen", type=int, default=80)
-    data.add_argument("--heldout", type=int, default=48)
+    data.add_argument("--seen", type=positive_int, default=SEEN_SIZE)
+    data.add_argument("--heldout", type=positive_int, default=HELDOUT_SIZE)
     train_cmd = commands.add_parser("train", help="train the organism into the model cache (reused when there)")
     train_cmd.add_argument("--seed", type=int, default=Recipe.seed,
                            help="another training seed (a separate cached model; `organism` is always seed 0)")

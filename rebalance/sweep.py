@@ -38,7 +38,10 @@ def summarize(merged: str, metrics_path: str, label: str, coef: float | None) ->
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UsageError(f"{metrics_path}: not a check.py metrics file ({type(err).__name__}: {err})") from None
     records = read_records(merged)
-    texts = [r["generated_responses"][0] for r in records]
+    try:
+        texts = [r["generated_responses"][0] for r in records]
+    except (KeyError, IndexError, TypeError):
+        raise UsageError(f"{merged}: a record without generated_responses (not a merged run file)") from None
     rechecks = sum(len(RECHECK.findall(t)) for t in texts) / max(len(texts), 1)
     at_limit = sum(r.get("finish_reason") == "length" for r in records)
     return RunSummary(label, coef, accuracy, tokens, rechecks, at_limit, len(records))
@@ -121,7 +124,13 @@ def plot_sweep(runs: list[RunSummary], path: str, title: str = "") -> str:
 
 
 def compare_runs(folder: str, suffix: str) -> list[RunSummary]:
+    if not os.path.isdir(folder):
+        raise UsageError(f"{folder}: no such folder (give the folder of the held-out runs)")
     runs = find_runs(folder, suffix)
+    if not runs:
+        raise UsageError(f"{folder}: no graded run named baseline_{suffix}, steer_{suffix} or "
+                         f"static<c>_steer_{suffix} (merge and grade with check.py first; --maxlen and "
+                         f"--temperature pick the suffix)")
     text = table(runs)
     lines = verdict(runs)
     png = plot_sweep(runs, os.path.join(folder, "sweep.png"))

@@ -163,3 +163,19 @@ def test_dynamic_against_static_table_and_plot(tmp_path, capsys):
     assert "no static coefficient reaches both" in out
     png = tmp_path / "sweep.png"
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+
+
+def test_compare_names_the_folder_when_there_is_nothing_to_compare(tmp_path):
+    from rebalance.errors import UsageError
+
+    suffix = "temp0.0_maxlen192"
+    with pytest.raises(UsageError, match="no such folder"):
+        compare_runs(str(tmp_path / "missing"), suffix)
+    write_run(tmp_path, f"baseline_{suffix[:-1]}", 70.0, 80.0, ["x"])  # another max length: not a match
+    with pytest.raises(UsageError, match=f"no graded run named baseline_{suffix}"):
+        compare_runs(str(tmp_path), suffix)
+    assert not (tmp_path / "sweep.png").exists()
+    (tmp_path / f"steer_{suffix}.merged.jsonl").write_text('{"idx": 0}\n')
+    (tmp_path / f"steer_{suffix}.merged.metrics.json").write_text('{"accuracy": 1, "avg_tokens": 2}')
+    with pytest.raises(UsageError, match=f"steer_{suffix}.merged.jsonl: a record without generated_responses"):
+        compare_runs(str(tmp_path), suffix)
