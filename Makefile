@@ -43,10 +43,10 @@ bench-gpu: venv
 	$(BIN)/python bench/gpu.py
 
 data: venv
-	$(BIN)/python -m rebalance.fetch data --out Data
+	$(BIN)/python -m rebalance.benchmarks.fetch data --out Data
 
 vectors: venv
-	$(BIN)/python -m rebalance.fetch vectors --out .
+	$(BIN)/python -m rebalance.benchmarks.fetch vectors --out .
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache Data/Demo_Seen Data/Demo_Heldout Data/Organism_Seen Data/Organism_Heldout
+	rm -rf $(DEMO_OUT) .pytest_cache Data/Organism_Seen Data/Organism_Heldout

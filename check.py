@@ -4,7 +4,7 @@ generation file, joined to the gold answers by idx; `--baseline` compares two ru
 
 import sys
 
-from rebalance.check_cli import build_parser, run_check
+from rebalance.commands.check import build_parser, run_check
 from rebalance.errors import cli_entry
 
 

@@ -6,10 +6,10 @@ function's constants; writes the vector and `<save_path stem>.json` beside it (d
 import argparse
 import sys
 
-from rebalance.analysis import extract_vector
-from rebalance.cli import add_calibration_input_flags, add_ignored_flag
+from rebalance.analysis.labels import LABEL_RULES
+from rebalance.analysis.stages import extract_vector
+from rebalance.commands.flags import add_calibration_input_flags, add_ignored_flag
 from rebalance.errors import cli_entry
-from rebalance.labels import LABEL_RULES
 
 
 @cli_entry

@@ -6,11 +6,11 @@ alone, so a shell script can capture it with `| tail -n 1` (docs/method.md §4).
 import argparse
 import sys
 
-from rebalance.analysis import select_layer
-from rebalance.calibset import DEFAULT_PATTERN
-from rebalance.cli import add_calibration_input_flags, fraction, positive_int
+from rebalance.analysis.collected import DEFAULT_PATTERN
+from rebalance.analysis.layer_scoring import RidgeSettings
+from rebalance.analysis.stages import select_layer
+from rebalance.commands.flags import add_calibration_input_flags, fraction, positive_int
 from rebalance.errors import cli_entry
-from rebalance.layer_scoring import RidgeSettings
 
 
 @cli_entry

@@ -4,9 +4,9 @@
 import argparse
 import sys
 
-from rebalance.cli import positive_int
+from rebalance.commands.flags import positive_int
 from rebalance.errors import cli_entry
-from rebalance.shards import merge_shards
+from rebalance.files.shards import merge_shards
 
 
 @cli_entry

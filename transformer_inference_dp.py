@@ -5,7 +5,7 @@ hidden state of every layer at each reasoning step, in one pass (docs/method.md 
 import argparse
 import sys
 
-from rebalance.cli import add_ignored_flag, add_model_flags, add_run_flags
+from rebalance.commands.flags import add_ignored_flag, add_model_flags, add_run_flags
 from rebalance.errors import cli_entry
 from rebalance.runs import collection_job, run_collection
 

@@ -4,8 +4,8 @@ the vector added to the input of block --steer_layer (docs/method.md §8)."""
 
 import sys
 
+from rebalance.commands.steer import main as steer_main
 from rebalance.errors import cli_entry
-from rebalance.steer_cli import main as steer_main
 
 
 @cli_entry

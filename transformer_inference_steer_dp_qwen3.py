@@ -4,8 +4,8 @@ vector added to the output of block --steer_layer, repetition penalty 1.18, Qwen
 
 import sys
 
+from rebalance.commands.steer import main as steer_main
 from rebalance.errors import cli_entry
-from rebalance.steer_cli import main as steer_main
 
 
 @cli_entry

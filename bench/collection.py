@@ -10,9 +10,10 @@ import argparse
 
 from common import compare_with_plain
 
-from rebalance.collect import collect_batch, make_table
-from rebalance.data import Example
-from rebalance.generation import SuppressTokens
+from rebalance.decode import collect_batch
+from rebalance.decoding.records import make_table
+from rebalance.decoding.sampling import SuppressTokens
+from rebalance.examples import Example
 from rebalance.models import load_model
 
 

@@ -10,11 +10,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rebalance.data import prompt_ids  # noqa: E402
-from rebalance.demo_data import make_problem  # noqa: E402
-from rebalance.generation import SuppressTokens, left_pad  # noqa: E402
-
 import random  # noqa: E402
+
+from demo_problems import make_problem  # noqa: E402
+
+from rebalance.decoding.sampling import SuppressTokens, left_pad  # noqa: E402
+from rebalance.examples import prompt_ids  # noqa: E402
 
 
 def bench_problems(count: int, seed: int = 0) -> list[str]:

@@ -25,13 +25,14 @@ import torch
 from common import bench_problems, plain_generate, tokens_per_second
 from transformers import LogitsProcessor
 
-from rebalance.collect import collect_batch, make_table
-from rebalance.constants import released
+from rebalance.calibration import released
 from rebalance.control import ControlFunction
-from rebalance.data import Example
-from rebalance.generation import SuppressTokens
-from rebalance.models import num_residual_sites
-from rebalance.steering import SteeringSetup, site_index, steer_batch
+from rebalance.decode import collect_batch, steer_batch
+from rebalance.decoding.records import make_table
+from rebalance.decoding.sampling import SuppressTokens
+from rebalance.decoding.sites import num_residual_sites
+from rebalance.examples import Example
+from rebalance.steering import SteeringSetup, site_index
 
 SHAPES = {
     "r1-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,

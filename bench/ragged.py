@@ -29,13 +29,13 @@ import time
 
 import torch
 from common import bench_problems
-
-from rebalance.collect import make_table
-from rebalance.data import Example, prompt_ids
-from rebalance.engine import Engine, RowAwareProcessor
-from rebalance.generation import left_pad
-from rebalance.models import load_model
 from transformers import LogitsProcessor
+
+from rebalance.decoding.engine import Engine, RowAwareProcessor
+from rebalance.decoding.records import make_table
+from rebalance.decoding.sampling import left_pad
+from rebalance.examples import Example, prompt_ids
+from rebalance.models import load_model
 
 WORKLOADS = {  # name: (model, examples, width, max new tokens)
     "smollm2": ("embedded", 24, 6, 192),
@@ -113,7 +113,8 @@ def worker(method: str, workload: str, scale: int) -> dict:
     problems = bench_problems(count, seed=1)
     lengths = longtail_lengths(count, limit) if workload == "longtail" else None
     # warm-up (allocator, kernels), outside the timing
-    Engine(model, tokenizer, table, width=2, max_new_tokens=4).run([Example(0, problems[0], "", {})]).__next__()
+    prompt = lambda ex: prompt_ids(tokenizer, ex.problem)  # noqa: E731
+    Engine(model, tokenizer, table, prompt=prompt, width=2, max_new_tokens=4).run([Example(0, problems[0], "", {})]).__next__()
     start = time.perf_counter()
     if method == "plain":
         tokens, steps = 0, 0
@@ -131,7 +132,7 @@ def worker(method: str, workload: str, scale: int) -> dict:
             steps += len(generated[0])
     else:
         extra = [RowLengths(lengths, table.eos_ids[0])] if lengths else []
-        engine = Engine(model, tokenizer, table, width=width, max_new_tokens=limit, processors=extra)
+        engine = Engine(model, tokenizer, table, prompt=prompt, width=width, max_new_tokens=limit, processors=extra)
         examples = [Example(i, p, "", {}) for i, p in enumerate(problems)]
         tokens = sum(len(done.tokens) for done in engine.run(examples))
         steps = engine.steps

@@ -10,13 +10,15 @@ import argparse
 import torch
 from common import compare_with_plain
 
-from rebalance.collect import make_table
-from rebalance.constants import generic
+from rebalance.calibration import generic
 from rebalance.control import ControlFunction
-from rebalance.data import Example
-from rebalance.generation import SuppressTokens
-from rebalance.models import load_model, num_residual_sites
-from rebalance.steering import SteeringSetup, site_index, steer_batch
+from rebalance.decode import steer_batch
+from rebalance.decoding.records import make_table
+from rebalance.decoding.sampling import SuppressTokens
+from rebalance.decoding.sites import num_residual_sites
+from rebalance.examples import Example
+from rebalance.models import load_model
+from rebalance.steering import SteeringSetup, site_index
 
 
 def main():

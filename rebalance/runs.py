@@ -6,35 +6,44 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
-from .collect import Collected, collect_stream, make_table, save_hidden
 from .control import ControlFunction
-from .data import Example, load_examples
-from .models import load_model, model_basename, model_shape, num_residual_sites, resolve_model_path, text_config
-from .steering import SteeringSetup, load_vector, site_index, steer_stream
+from .decode import engine_for, records
+from .decoding.engine import Engine
+from .decoding.records import Decoded, make_table
+from .decoding.sites import num_residual_sites, text_config
+from .examples import Example, load_examples
+from .files.atomic import atomic_torch_save
+from .files.names import collection_stem, hidden_path, shard_path
+from .files.shards import ShardWriter, hold_shards
+from .models import load_model, model_basename, model_shape, resolve_model_path
 from .parallel import Rank, run_data_parallel
-from .shards import ShardWriter, hold_shards, shard_path
+from .steering import SteeringSetup, load_vector, site_index
 
 
-def run_rank(rank: Rank, examples: Sequence[Example], shard_file: str,
-             process: Callable[[Sequence[Example]], Iterable[Collected]],
-             before_append: Callable[[Collected], None] | None = None, desc: str = "") -> ShardWriter:
-    """Run this rank's examples not yet in its shard; `process` streams results as examples end
-    (in-flight batching), and each is written at once."""
+def run_rank(rank: Rank, examples: Sequence[Example], shard_file: str, engine: Engine, steered: bool = False,
+             before_append: Callable[[Decoded], None] | None = None, desc: str = "") -> ShardWriter:
+    """Run this rank's examples not yet in its shard on `engine` (in flight), writing each result
+    as soon as its example ends. The engine's hooks live exactly as long as this call."""
     writer = ShardWriter(shard_file)
     mine = [ex for ex in examples if rank.owns(ex.idx)]
     todo = [ex for ex in mine if ex.idx not in writer.done]
-    with tqdm(total=len(mine), initial=len(mine) - len(todo), position=rank.rank, desc=f"{desc} rank {rank.rank}",
-              unit="ex", dynamic_ncols=True) as bar:
-        for result in process(todo):
+    with engine, tqdm(total=len(mine), initial=len(mine) - len(todo), position=rank.rank,
+                      desc=f"{desc} rank {rank.rank}", unit="ex", dynamic_ncols=True) as bar:
+        for result in records(engine, todo, steered=steered):
             if before_append is not None:
                 before_append(result)  # e.g. the hidden file, renamed into place first
             writer.append(result.record)
             bar.update(1)
     return writer
+
+
+def save_hidden(hidden: dict, hidden_dir: str, idx: int) -> None:
+    os.makedirs(hidden_dir, exist_ok=True)
+    atomic_torch_save(hidden, hidden_path(hidden_dir, idx))
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,6 @@ class RunJob:
 
 @dataclass(frozen=True)
 class CollectJob(RunJob):
-    policy: str = "avg2"
     hs_device: str = "auto"
 
     @property
@@ -70,9 +78,9 @@ def collect_rank(rank: Rank, job: CollectJob) -> None:
     model, tokenizer = load_model(job.model, rank.device, job.dtype, job.trust_remote_code)
     table = make_table(model, tokenizer)
     keep_on = rank.device if job.hs_device == "cuda" else "cpu"
-    run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank),
-             lambda todo: collect_stream(model, tokenizer, table, todo, job.max_new_tokens, job.policy,
-                                         rows_device=keep_on, width=job.batch_size),
+    engine = engine_for(model, tokenizer, table, width=job.batch_size, max_new_tokens=job.max_new_tokens,
+                        capture_on=keep_on)
+    run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank), engine,
              before_append=lambda res: save_hidden(res.hidden, job.hidden_dir, res.record["idx"]),
              desc=f"collect {job.dataset}")
 
@@ -86,7 +94,7 @@ def collection_job(model_name_or_path: str, dataset_dir: str, dataset: str, outp
     model_shape(model, trust_remote_code)  # an unreadable config fails here, not in every worker
     name = model_basename(model_name_or_path)
     out_dir = os.path.join(output_path, name, dataset)
-    base = f"origin_temp{temperature}_maxlen{max_new_tokens}"
+    base = collection_stem(temperature, max_new_tokens)
     return CollectJob(model, name, dataset_dir, dataset, out_dir, base, max_new_tokens, batch_size, limit,
                       dtype, trust_remote_code, hs_device=hs_device)
 
@@ -131,10 +139,10 @@ def steer_rank(rank: Rank, job: SteerJob) -> None:
                           site=site_index(num_residual_sites(model), job.steer_layer, job.inject_at) if steering else -1,
                           mode=job.mode, coef=job.coef,
                           control=ControlFunction(**job.constants) if job.mode == "dynamic" else None)
-    table = make_table(model, tokenizer)
-    run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank),
-             lambda todo: steer_stream(model, tokenizer, table, todo, setup, job.max_new_tokens, job.temperature,
-                                       job.top_p, job.repetition_penalty, seed=job.seed, width=job.batch_size),
+    engine = engine_for(model, tokenizer, make_table(model, tokenizer), width=job.batch_size,
+                        max_new_tokens=job.max_new_tokens, steering=setup, temperature=job.temperature,
+                        top_p=job.top_p, repetition_penalty=job.repetition_penalty, seed=job.seed)
+    run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank), engine, steered=True,
              desc=f"{job.mode} {job.dataset}")
 
 

@@ -2,25 +2,23 @@
 coefficient x vector at the boundary token of the rows that are thinking.
 
 Everything per token is a tensor operation over the batch (no loop over rows); the in-flight
-engine (`engine.py`) runs the loop and calls in here.
+engine (`decoding/engine.py`) runs the loop and calls the `Steerer` as one of its plugins.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator
 
 import torch
 
-from .collect import Collected, build_record, in_order
 from .control import ControlFunction
-from .data import Example
-from .engine import Engine
+from .decoding.hooks import residual_hook
+from .decoding.plugins import StepPlugin
+from .decoding.row_state import RowState
+from .decoding.steps import StepTracker
 from .errors import UsageError
-from .hooks import residual_hook
-from .rows import RowState
-from .steps import StepTracker, TokenTable, split_steps, thinking_at_start
 
 MODES = ("dynamic", "static", "off")
 
@@ -103,9 +101,12 @@ class SteeringSetup:
     control: ControlFunction | None
 
 
-class Steerer:
-    """The steering side of the in-flight engine: per-row controller state, and one layer hook that
-    adds scale[row] x vector at the last position of the decoding step it is armed for."""
+class Steerer(StepPlugin):
+    """The steering plugin of the in-flight engine: per-row controller state, and one layer hook
+    that adds scale[row] x vector at the last position of the decoding step it is armed for. It
+    leaves on each row the coefficient applied at each steered boundary (`values["steer_coefs"]`)."""
+
+    name = "steer_coefs"
 
     def __init__(self, model, setup: SteeringSetup):
         device = next(model.parameters()).device
@@ -121,15 +122,16 @@ class Steerer:
     def keep(self, index: torch.Tensor) -> None:
         self.controller.keep(index)
 
-    def after_sample(self, tracker: StepTracker, p: torch.Tensor) -> torch.Tensor:
+    def after_choose(self, tracker: StepTracker, p: torch.Tensor) -> torch.Tensor:
         return self.controller.on_tokens(tracker, p)
 
-    def arm(self, tracker: StepTracker) -> None:
-        """Before a decoding step: steer the rows whose fed token is a boundary in the region."""
+    def before_forward(self, tracker: StepTracker, starting: list[int]) -> None:
+        """Steer the rows whose fed token is a boundary in the region."""
         self.scale = torch.where(tracker.boundary, self.controller.coef, 0.0)
 
-    def disarm(self) -> None:
-        self.scale = None
+    def after_forward(self) -> list:
+        self.scale = None  # prompts, prefilled outside decoding steps, are never steered
+        return []
 
     def _add(self, hidden: torch.Tensor) -> torch.Tensor | None:
         if self.scale is None:
@@ -145,27 +147,3 @@ class Steerer:
     def hooks(self) -> Iterator["Steerer"]:
         with residual_hook(self.model, self.setup.site, self._add):
             yield self
-
-
-def steer_stream(model, tokenizer, table: TokenTable, examples: Iterable[Example], setup: SteeringSetup,
-                 max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                 seed: int = 0, processors: Sequence = (), width: int = 1) -> Iterator[Collected]:
-    """Steered generation of a queue of examples, `width` at a time in flight; yields each result
-    (a collection-style record plus `steer_coefs`) as soon as its example ends."""
-    engine = Engine(model, tokenizer, table, width=width, max_new_tokens=max_new_tokens, processors=processors,
-                    temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty, seed=seed,
-                    steerer=Steerer(model, setup) if setup.mode != "off" else None)
-    for done in engine.run(examples):
-        split = split_steps(done.tokens, table, thinking_at_start(done.prompt, table))
-        record = build_record(tokenizer, done.example, done.tokens, done.logprobs, split, done.hit_eos)
-        record["steer_coefs"] = done.coefs
-        yield Collected(record, None, done.tokens)
-
-
-def steer_batch(model, tokenizer, table: TokenTable, examples: Sequence[Example], setup: SteeringSetup,
-                max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                seed: int = 0, processors: Sequence = ()) -> list[Collected]:
-    """All of `examples` in flight at once, results in their order."""
-    results = steer_stream(model, tokenizer, table, examples, setup, max_new_tokens, temperature, top_p,
-                           repetition_penalty, seed, processors, width=max(len(examples), 1))
-    return in_order(examples, results)

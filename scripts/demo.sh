@@ -6,7 +6,8 @@
 # comparison table and plot -> report. MODEL=embedded runs the same on plain SmolLM2.
 # Every knob is an environment variable, so the tests run the same script on a tiny model.
 set -euo pipefail
-PY=${PY:-python}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/scripts/python.sh"
 MODEL=${MODEL:-organism}
 OUT=${OUT:-demo_out}
 DATA=${DATA:-Data}
@@ -76,7 +77,7 @@ echo "== 6. dynamic against static: accuracy, tokens, re-checks"
 run -m rebalance.organism compare "$HELD_DIR" --maxlen "$MAXLEN"
 
 echo "== 7. report: every graded run of $NAME"
-run -m rebalance.report "$OUT/runs/$NAME"
+run -m rebalance.reports.report "$OUT/runs/$NAME"
 
 echo "== plots"
 echo "R^2 by layer:         $SEEN_DIR/origin_temp0.7_maxlen$MAXLEN.merged.ridge_r2.png"

@@ -4,5 +4,5 @@
 # finished stages are skipped, partial runs resume. All flags: scripts/reproduce.sh --help
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PY=${PY:-python}
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m rebalance.reproduce "$@"
+. "$ROOT/scripts/python.sh"
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m rebalance.commands.reproduce "$@"

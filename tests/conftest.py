@@ -13,7 +13,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tiny import PLAIN_TEMPLATE, R1_TEMPLATE, save_tiny  # noqa: E402
+from tiny import PLAIN_TEMPLATE, save_tiny  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
@@ -69,7 +69,7 @@ def tiny_plain_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smollm2_dir():
-    from rebalance.models import embedded_model_dir
+    from rebalance.store import embedded_model_dir
 
     return embedded_model_dir()
 

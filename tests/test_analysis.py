@@ -6,17 +6,17 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import PROBLEMS, write_dataset
+from synthetic import REFLECTIVE, stacked, write_synthetic
+from test_run import run_main
+from test_vectors import independent_lda
 
 import hidden_analysis_auto
 import hidden_config_ridge
 import merge_shards
 import transformer_inference_dp
-from conftest import PROBLEMS, write_dataset
-from rebalance.constants import CONSTANT_NAMES, resolve
+from rebalance.calibration import CONSTANT_NAMES, resolve
 from rebalance.control import ControlFunction
-from synthetic import REFLECTIVE, stacked, write_synthetic
-from test_run import run_main
-from test_vectors import independent_lda
 
 CALIBRATION_FIELDS = {"model", "layer", "hidden_size", "q25c", "q75c", "q25v", "q75v", "low_val_1", "low_val_2",
                       "high_val_2", "n_positive", "n_negative", "vector_norm", "inputs", "settings", "lda"}

@@ -6,12 +6,17 @@ import os
 import numpy as np
 import pytest
 import torch
-
-from rebalance import calibset
-from rebalance.calibset import (LayerStack, pair_records, paired_confidences, read_calibration_records,
-                                report_pairing)
-from rebalance.errors import UsageError
 from synthetic import stacked, write_synthetic
+
+from rebalance.analysis import collected as calibset
+from rebalance.analysis.collected import (
+    LayerStack,
+    pair_records,
+    paired_confidences,
+    read_calibration_records,
+    report_pairing,
+)
+from rebalance.errors import UsageError
 
 
 def test_pairs_by_idx_and_skips_with_reasons(tmp_path):

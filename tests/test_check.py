@@ -5,14 +5,15 @@ import json
 import os
 
 import pytest
-
-import check
 from conftest import SHARED_DATA
-from rebalance.answers import DATASET_FAMILIES, gold_text
-from rebalance.data import load_examples
-from rebalance.grading import grade, metrics
 from test_run import run_main
 from tiny import make_tokenizer
+
+import check
+from rebalance.examples import load_examples
+from rebalance.grading.answers import gold_text
+from rebalance.grading.families import DATASET_FAMILIES
+from rebalance.grading.grade import grade, metrics
 
 
 def write_lines(path, records):

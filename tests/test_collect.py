@@ -4,12 +4,13 @@ import math
 
 import pytest
 import torch
+from conftest import PROBLEMS, TOL, load
 from transformers import LogitsProcessor
 
-from conftest import PROBLEMS, TOL, load
-from rebalance.collect import collect_batch, make_table
-from rebalance.data import Example, prompt_ids
-from rebalance.steps import split_steps, thinking_at_start
+from rebalance.decode import collect_batch
+from rebalance.decoding.records import make_table
+from rebalance.decoding.steps import split_steps, thinking_at_start
+from rebalance.examples import Example, prompt_ids
 
 EXAMPLES = [Example(i, p, str(i), {}) for i, p in enumerate(PROBLEMS)]
 

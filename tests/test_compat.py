@@ -9,18 +9,19 @@ import sys
 
 import pytest
 import torch
+from conftest import write_dataset
+from synthetic import write_synthetic
+from test_run import collect_argv, run_main, shard_dir
 
 import check
 import hidden_analysis_auto
 import hidden_config_ridge
 import merge_shards
 import transformer_inference_dp
-from conftest import write_dataset
-from rebalance.capture import HiddenCapture, hidden_dict
-from rebalance.shards import ShardLock, live_writer, read_records, shard_path
-from rebalance.steer_cli import build_parser, make_job
-from synthetic import write_synthetic
-from test_run import collect_argv, run_main, shard_dir
+from rebalance.commands.steer import build_parser, make_job
+from rebalance.decoding.capture import HiddenCapture, hidden_dict
+from rebalance.files.names import shard_path
+from rebalance.files.shards import ShardLock, live_writer, read_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

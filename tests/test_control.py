@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from rebalance.constants import RELEASED, generic, released, resolve
+from rebalance.calibration import RELEASED, generic, released, resolve
 from rebalance.control import ControlFunction
 
 

@@ -1,10 +1,10 @@
 import os
 
 import pytest
-
 from conftest import SHARED_DATA, load
-from rebalance.data import SYSTEM_PROMPT, load_examples, prompt_ids
+
 from rebalance.errors import UsageError
+from rebalance.examples import SYSTEM_PROMPT, load_examples, prompt_ids
 
 
 def test_prompt_has_one_bos_and_the_system_prompt(tiny_dirs):

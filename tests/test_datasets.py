@@ -7,11 +7,19 @@ import os
 import re
 
 import pytest
-
 from conftest import SHARED_DATA
-from rebalance import fetch
-from rebalance.datasets import (SOURCES, convert_gpqa, convert_gsm8k, convert_gsm8k_zh, convert_math_train,
-                                convert_olympiad, convert_plain, convert_strategyqa)
+
+from rebalance.benchmarks import fetch
+from rebalance.benchmarks.sources import (
+    SOURCES,
+    convert_gpqa,
+    convert_gsm8k,
+    convert_gsm8k_zh,
+    convert_math_train,
+    convert_olympiad,
+    convert_plain,
+    convert_strategyqa,
+)
 from rebalance.errors import UsageError
 
 needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED_DATA),

@@ -9,17 +9,18 @@ import sys
 
 import pytest
 import torch
-
 from conftest import PROBLEMS, TOL, load, write_dataset
-from rebalance.collect import collect_batch, collect_stream, make_table
-from rebalance.constants import generic
-from rebalance.control import ControlFunction
-from rebalance.data import Example, prompt_ids
-from rebalance.engine import Engine, RowAwareProcessor
-from rebalance.rows import RowState
-from rebalance.steering import Controller, SteeringSetup, site_index, steer_batch, steer_stream
-from rebalance.steps import StepTracker
 from test_run import read_records
+
+from rebalance.calibration import generic
+from rebalance.control import ControlFunction
+from rebalance.decode import collect_batch, collect_stream, steer_batch, steer_stream
+from rebalance.decoding.engine import Engine, RowAwareProcessor
+from rebalance.decoding.records import make_table
+from rebalance.decoding.row_state import RowState
+from rebalance.decoding.steps import StepTracker
+from rebalance.examples import Example, prompt_ids
+from rebalance.steering import Controller, SteeringSetup, site_index
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUEUE = [Example(i, PROBLEMS[i % len(PROBLEMS)], "", {}) for i in range(8)]
@@ -260,7 +261,8 @@ def test_the_cache_drops_columns_no_live_row_needs(tiny):
     queue = QUEUE
     probe = WidthProbe({ex.idx: len(prompt_ids(tokenizer, ex.problem)) for ex in queue})
     force = ForceEosAt(table.eos_ids[0], ENDS)
-    engine = Engine(model, tokenizer, table, width=WIDTH, max_new_tokens=30, processors=[force, probe])
+    engine = Engine(model, tokenizer, table, prompt=lambda ex: prompt_ids(tokenizer, ex.problem), width=WIDTH,
+                    max_new_tokens=30, processors=[force, probe])
     assert len(list(engine.run(queue))) == 8
     assert len(probe.widths) > 30  # steps with rows of different ages side by side
     assert all(width == longest for width, longest in probe.widths)

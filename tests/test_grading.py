@@ -2,14 +2,13 @@
 
 import json
 
+import hanging_judge
 import pytest
-
-from rebalance.data import Example
-from rebalance.equivalence import math_verify_all
-from rebalance.grading import grade, metrics, pass_at_k
 from tiny import make_tokenizer
 
-import hanging_judge
+from rebalance.examples import Example
+from rebalance.grading.equivalence import math_verify_all
+from rebalance.grading.grade import grade, metrics, pass_at_k
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +92,7 @@ def test_pool_runs_math_verify():
 
 
 def test_one_pass_thinking_counts_equal_tokenizing_the_thinking_part(tokenizer):
-    from rebalance.grading import count_tokens, think_text
+    from rebalance.grading.grade import count_tokens, think_text
 
     texts = ["a b\n\nc</think>x", "Wait\n\n</think>\n\nThe answer is 3", "no close at all\n\n", "</think>only"]
     totals, thinks = count_tokens(tokenizer, texts, batch=3)

@@ -5,12 +5,13 @@ import json
 import os
 
 import pytest
-
 from conftest import SHARED_DATA
 from grading_cases import CASES, RELEASE_CASES
-from rebalance.answers import DATASET_FAMILIES, extract_answer, gold_text
-from rebalance.equivalence import math_verify_equal, quick_judge
-from rebalance.release_grading import last_boxed, release_verdict
+
+from rebalance.grading.answers import extract_answer, gold_text
+from rebalance.grading.equivalence import math_verify_equal, quick_judge
+from rebalance.grading.families import DATASET_FAMILIES
+from rebalance.grading.paper_rules import last_boxed, release_verdict
 
 
 def judge(dataset, gold, response, grader="strict", thinking_model=True):

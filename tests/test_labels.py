@@ -3,8 +3,18 @@
 import numpy as np
 import pytest
 
-from rebalance.labels import (DROPPED, NEGATIVE, POSITIVE, Quantiles, has_reflection, label_step, quantiles,
-                              record_labels, release_step_texts, step_variances)
+from rebalance.analysis.labels import (
+    DROPPED,
+    NEGATIVE,
+    POSITIVE,
+    Quantiles,
+    has_reflection,
+    label_step,
+    quantiles,
+    record_labels,
+    release_step_texts,
+    step_variances,
+)
 
 
 @pytest.mark.parametrize("text, hits", [

@@ -7,11 +7,11 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import train_test_split
-
-from rebalance.analysis import select_layer
-from rebalance.errors import UsageError
-from rebalance.layer_scoring import RidgeSettings, best_layer, parse_layers, ridge_r2
 from synthetic import stacked, write_synthetic
+
+from rebalance.analysis.layer_scoring import RidgeSettings, best_layer, parse_layers, ridge_r2
+from rebalance.analysis.stages import select_layer
+from rebalance.errors import UsageError
 
 
 def release_r2(X, y, alpha=1.0, components=64, test_size=0.2, seed=42):

@@ -10,14 +10,21 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import load
-from rebalance import organism
-from rebalance.lora import add_lora, merge_lora
+
 from rebalance.models import model_basename, resolve_model_path
-from rebalance.organism_data import (Equation, evaluation_sets, make_problem, problems, trace, training_traces,
-                                     write_sets)
-from rebalance.sweep import compare_runs
+from rebalance.organism import train as organism
+from rebalance.organism.lora import add_lora, merge_lora
+from rebalance.organism.recipe import (
+    Equation,
+    evaluation_sets,
+    make_problem,
+    problems,
+    trace,
+    training_traces,
+    write_sets,
+)
+from rebalance.organism.sweep import compare_runs
 
 EQUATION = re.compile(r"(\d+) ([x+]) (\d+) = (\d+)")
 
@@ -117,7 +124,7 @@ def test_training_command_on_a_tiny_model(tiny_dirs, tmp_path):
 
 def test_the_organism_name_trains_once_then_reuses_the_cache(tiny_dirs, tmp_path, monkeypatch):
     monkeypatch.setenv("REBALANCE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("rebalance.models.embedded_model_dir", lambda: tiny_dirs["qwen2"])
+    monkeypatch.setattr("rebalance.store.embedded_model_dir", lambda: tiny_dirs["qwen2"])
     calls = []
 
     def fake_train(base, out, recipe=organism.Recipe()):

@@ -5,10 +5,10 @@ import json
 import os
 
 import pytest
-
-from rebalance import report
-from rebalance.paper import PAPER
 from test_run import run_main
+
+from rebalance.reports import report
+from rebalance.reports.paper import PAPER
 
 R1 = "DeepSeek-R1-Distill-Qwen-1.5B"
 

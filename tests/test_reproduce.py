@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from rebalance.constants import generic
+from rebalance.calibration import generic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHES = ("Math_GSM8K", "Math_AIME2024")  # known names, so check.py knows their answer families

@@ -5,12 +5,12 @@ import os
 
 import pytest
 import torch
+from conftest import write_dataset
 
 import merge_shards
 import transformer_inference_dp
-from conftest import write_dataset
 from rebalance import runs
-from rebalance.shards import read_records
+from rebalance.files.shards import read_records
 
 
 def run_main(main, argv, capsys, stream="err"):

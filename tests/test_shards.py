@@ -3,7 +3,8 @@ import json
 import pytest
 
 from rebalance.errors import UsageError
-from rebalance.shards import ShardWriter, merge_records, merge_shards, read_records, shard_path
+from rebalance.files.names import shard_path
+from rebalance.files.shards import ShardWriter, merge_records, merge_shards, read_records
 
 
 def write(path, text):

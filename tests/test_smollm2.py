@@ -2,11 +2,12 @@
 line as two `Ċ` tokens and has no `<think>`, so the whole response is the thinking region."""
 
 import pytest
-
 from conftest import TOL, load
-from rebalance.collect import collect_batch, make_table
-from rebalance.data import Example
 from test_collect import check_against_full_forward
+
+from rebalance.decode import collect_batch
+from rebalance.decoding.records import make_table
+from rebalance.examples import Example
 
 PROBLEMS = [
     "Tom has 3 apples and buys 4 more. How many apples does he have?",

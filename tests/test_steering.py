@@ -5,20 +5,21 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-
-import transformer_inference_steer_dp
 from conftest import PROBLEMS, TOL, load
-from rebalance.collect import make_table
-from rebalance.constants import generic
-from rebalance.control import ControlFunction
-from rebalance.data import Example, prompt_ids
-from rebalance.engine import Engine
-from rebalance.generation import ReleasedTopP
-from rebalance.hooks import residual_hook
-from rebalance.steering import Steerer, SteeringSetup, site_index, steer_batch
-from rebalance.steps import thinking_at_start
 from test_collect import ForceTokens, full_forward
 from test_run import run_main
+
+import transformer_inference_steer_dp
+from rebalance.calibration import generic
+from rebalance.control import ControlFunction
+from rebalance.decode import steer_batch
+from rebalance.decoding.engine import Engine
+from rebalance.decoding.hooks import residual_hook
+from rebalance.decoding.records import make_table
+from rebalance.decoding.sampling import ReleasedTopP
+from rebalance.decoding.steps import thinking_at_start
+from rebalance.examples import Example, prompt_ids
+from rebalance.steering import Steerer, SteeringSetup, site_index
 
 EXAMPLES = [Example(i, p, "", {}) for i, p in enumerate(PROBLEMS)]
 CONTROL = ControlFunction(**generic())
@@ -97,9 +98,10 @@ def test_hook_adds_exactly_coef_times_vector_at_boundaries_only(tiny):
 
     zero = SteeringSetup(setup.vector, setup.site, "static", 0.0, None)
     for name, s in (("plain", zero), ("steered", setup)):
-        engine = Engine(model, tokenizer, table, width=2, max_new_tokens=len(script),
-                        processors=[ForceTokens(script)], steerer=Recording(name, s))
-        assert [r.tokens for r in engine.run(EXAMPLES[:2])] == [script, script]
+        engine = Engine(model, tokenizer, table, prompt=lambda ex: prompt_ids(tokenizer, ex.problem), width=2,
+                        max_new_tokens=len(script), processors=[ForceTokens(script)], plugins=[Recording(name, s)])
+        with engine:
+            assert [r.tokens for r in engine.run(EXAMPLES[:2])] == [script, script]
     assert len(seen["plain"]) == len(seen["steered"]) == len(script)  # prefill + every fed token
     # decoding step t feeds script[t-1]; boundaries inside the region: positions 1, 4, 5 (8 is after </think>)
     steered_inputs = {1, 4, 5}

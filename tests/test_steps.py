@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from rebalance.steps import StepTracker, TokenTable, split_steps, step_confidence, thinking_at_start
+from rebalance.decoding.steps import StepTracker, TokenTable, split_steps, step_confidence, thinking_at_start
 
 
 class FakeTokenizer:
@@ -78,14 +78,10 @@ def test_thinking_at_start():
     assert thinking_at_start(ids("a", "b"), NO_THINK)  # a model without <think> thinks in its whole response
 
 
-def test_step_confidence_policies():
+def test_step_confidence_is_the_geometric_mean():
     logps = [math.log(0.5), math.log(0.8), math.log(0.2)]
-    assert step_confidence(logps, "avg2") == pytest.approx((0.5 * 0.8 * 0.2) ** (1 / 3), rel=1e-12)
-    assert step_confidence(logps, "avg1") == pytest.approx(0.5, rel=1e-12)
-    assert step_confidence(logps, "min") == pytest.approx(0.2, rel=1e-12)
-    assert math.isnan(step_confidence([], "avg2"))
-    with pytest.raises(ValueError):
-        step_confidence(logps, "median")
+    assert step_confidence(logps) == pytest.approx((0.5 * 0.8 * 0.2) ** (1 / 3), rel=1e-12)
+    assert math.isnan(step_confidence([]))
 
 
 def test_tracker_agrees_with_split_steps():

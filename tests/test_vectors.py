@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rebalance.vectors import CHUNK, lda_diagnostics, save_vector, steering_vector
+from rebalance.analysis.vectors import CHUNK, lda_diagnostics, save_vector, steering_vector
 
 
 def independent_lda(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:

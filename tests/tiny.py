@@ -46,8 +46,7 @@ def make_tokenizer(chat_template: str = R1_TEMPLATE):
 
 
 def make_model(arch: str, vocab_size: int, eos_id: int, pad_id: int, seed: int = 0, boundary_ids=(), layers: int = 3):
-    from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
-                              Qwen3ForCausalLM)
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
     common = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,

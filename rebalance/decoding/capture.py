@@ -1,0 +1,79 @@
+"""Hidden-state capture while generating: the calibration rows of docs/method.md §3, taken in the same pass.
+
+Every residual site (HF `hidden_states` indices 0..L) gets a hook that, only on the decoding
+steps where some row starts a new step, keeps the last position of the armed rows. Which rows
+are armed is known on the host already (it came with the step's one transfer), so arming costs no
+synchronisation. Nothing is kept for the other steps.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .hooks import residual_hooks
+from .plugins import StepPlugin
+from .sites import num_residual_sites
+from .steps import StepTracker
+
+
+class HiddenCapture(StepPlugin):
+    """Captured rows go to `rows_device` (the CPU by default, so GPU memory does not grow with long
+    traces; the GPU when `--hs_device cuda` asks to save the per-step copies) and wait there until
+    their example's file is written. As an engine plugin it keeps one [sites, D] tensor per step
+    start on each row (`Finished.values["hidden_rows"]`)."""
+
+    name = "hidden_rows"
+    final_feed = True  # a row that ends at its limit on a step's first token still needs that row
+
+    def __init__(self, model: nn.Module, rows_device: str | torch.device = "cpu"):
+        self.model = model
+        self.rows_device = torch.device(rows_device)
+        self.device = next(model.parameters()).device
+        self.n_sites = num_residual_sites(model)
+        self._latest: list[torch.Tensor | None] = [None] * self.n_sites
+        self._rows: torch.Tensor | None = None
+        self._armed: list[int] = []
+
+    def _hook(self, index: int):
+        def keep_last(hidden: torch.Tensor) -> None:
+            if self._rows is not None:
+                self._latest[index] = hidden[:, -1, :].index_select(0, self._rows.to(hidden.device))
+        return keep_last
+
+    @contextmanager
+    def hooks(self) -> Iterator["HiddenCapture"]:
+        with residual_hooks(self.model, list(range(self.n_sites)), self._hook):
+            yield self
+
+    def before_forward(self, tracker: StepTracker, starting: list[int]) -> None:
+        self.arm(starting)
+
+    def after_forward(self) -> list[tuple[int, torch.Tensor]]:
+        armed = self._armed  # host-side already: reading the device index back would synchronise
+        return list(zip(armed, self.collect()))
+
+    def arm(self, rows: Sequence[int]) -> None:
+        """Before a model call: capture these batch rows at this call's last position."""
+        self._armed = list(rows)
+        self._rows = torch.tensor(self._armed, dtype=torch.long, device=self.device) if self._armed else None
+
+    def collect(self) -> list[torch.Tensor]:
+        """After the model call: one [sites, D] tensor per armed row, in arming order."""
+        if self._rows is None or any(rows is None for rows in self._latest):  # nothing armed, or a failed call
+            self._rows, self._latest = None, [None] * self.n_sites
+            return []
+        stacked = torch.stack(self._latest, dim=1).to(self.rows_device)
+        self._rows = None
+        self._latest = [None] * self.n_sites
+        return list(stacked.unbind(0))
+
+
+def hidden_dict(rows: Sequence[torch.Tensor], n_sites: int, hidden_size: int,
+                dtype: torch.dtype) -> dict[int, dict[int, dict[str, torch.Tensor]]]:
+    """The file layout (docs/method.md §3) `{layer: {0: {"step": Tensor[V, D]}}}` for one example."""
+    stacked = torch.stack(list(rows), dim=0).cpu() if rows else torch.zeros(0, n_sites, hidden_size, dtype=dtype)
+    return {layer: {0: {"step": stacked[:, layer, :].contiguous()}} for layer in range(n_sites)}

@@ -1,0 +1,315 @@
+"""In-flight batched decoding (docs/method.md §14): the one loop under the collection and steered runs.
+
+`width` rows decode together. When a row ends (EOS or its token limit) its result is handed out at
+once, and the next example of the queue is prefilled and takes its place at the next step, so the
+batch stays full until the queue runs dry (then it shrinks). A static batch instead keeps
+computing its finished rows as padding until its longest row ends: on reasoning traces, where one
+row of a batch often runs to the limit, that is most of the work.
+
+One step: a forward of the live rows' last tokens (the model's own forward with an HF
+`DynamicCache`), the logits processors, the next tokens, the step tracker and the plugins
+(steering, capture: `plugins.py`), then one transfer of a few numbers per row to the host, which
+decides which rows ended. Every piece of per-row state is a row of a tensor (or a host-side
+`_Slot`) and a new example gets a freshly constructed row, so nothing carries over from the
+example that held the slot before. The prompt of an example is the caller's policy (`prompt`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections import deque
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import torch
+from transformers import LogitsProcessor
+
+from ..examples import Example
+from . import cache as kvcache
+from .plugins import StepPlugin
+from .sampling import ReleasedTopP, left_pad, penalise_repeats
+from .steps import StepTracker, TokenTable
+
+PromptFn = Callable[[Example], list[int]]
+
+
+@dataclass
+class Finished:
+    """One example's result, handed out as soon as its row ends."""
+
+    example: Example
+    prompt: list[int]
+    tokens: list[int]                  # generated ids, the EOS included when the row stopped on it
+    logprobs: list[float]              # max log-softmax of the raw logits that chose each token
+    hit_eos: bool
+    values: dict[str, list[Any]]       # what each plugin kept for this row, in order, by plugin name
+
+
+@dataclass
+class _Slot:
+    """Host-side bookkeeping of one live row."""
+
+    example: Example
+    prompt: list[int]
+    generator: torch.Generator | None  # seeded with seed + idx: a sample does not depend on the neighbours
+    length: int                        # this row's tokens in the cache
+    values: dict[str, list[Any]]
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    starts_step: bool = False          # the token fed next starts a step
+    draining: bool = False             # ended at the limit; fed once more only for the plugins' sake
+
+    def result(self, hit_eos: bool) -> Finished:
+        return Finished(self.example, self.prompt, self.tokens, self.logprobs, hit_eos, self.values)
+
+
+@dataclass
+class RowContext:
+    """What a row-aware processor sees besides the scores: the example each row holds and how many
+    tokens that row has generated before the one being chosen."""
+
+    example_idx: torch.Tensor
+    generated: torch.Tensor
+
+
+class RowAwareProcessor(LogitsProcessor):
+    """A logits processor that needs to know which example each row is (rows come and go under
+    in-flight batching, so a call counter cannot tell)."""
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor,
+                 rows: RowContext | None = None) -> torch.FloatTensor:
+        raise NotImplementedError
+
+
+class Engine:
+    """Decode a queue of examples `width` at a time in flight; `run` yields each `Finished` result.
+
+    `prompt(example)` gives an example's prompt ids. `plugins` (steering.Steerer,
+    capture.HiddenCapture, ...) ride along; without any this is plain batched decoding with
+    confidences. Their hooks are registered while the engine is entered (`with engine:`).
+    Processors get HF's `(input_ids, scores)`, input_ids being each row's history left-padded.
+    """
+
+    def __init__(self, model, tokenizer, table: TokenTable, *, prompt: PromptFn, width: int, max_new_tokens: int,
+                 processors: Sequence[LogitsProcessor] = (), temperature: float = 0.0, top_p: float = 1.0,
+                 repetition_penalty: float = 1.0, seed: int = 0, plugins: Sequence[StepPlugin] = ()):
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.plugins = list(plugins)
+        self.final_feed = any(plugin.final_feed for plugin in self.plugins)
+        self._hooks: ExitStack | None = None
+        self.device = next(model.parameters()).device
+        self.table = table.to(self.device)
+        self.width = max(1, int(width))
+        self.max_new_tokens = max_new_tokens
+        self.processors = list(processors)
+        self.shaping = ReleasedTopP(temperature, top_p) if temperature > 0 else None
+        self.penalty = repetition_penalty
+        self.seed = seed
+        self.eos = set(table.eos_ids)
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (table.eos_ids[0] if table.eos_ids else 0)
+        params = inspect.signature(model.forward).parameters
+        # transformers 5 renamed `past_key_values` to `cache`; pass whichever this model takes
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._prefill_kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self.steps = 0  # token-choosing steps over the engine's life (occupancy = tokens / (width x steps))
+        self._clear()
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def _clear(self) -> None:
+        self.slots: list[_Slot] = []
+        self.cache = None
+        self.history = torch.zeros(0, 0, dtype=torch.long, device=self.device)  # ids of the cache columns
+        self.lengths = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.next_tokens = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.tracker = StepTracker(self.table, [], self.device)
+        self.seen: torch.Tensor | None = None  # [rows, V] tokens each row has seen (repetition penalty)
+
+    def _keep(self, keep: list[int]) -> None:
+        """Keep these rows, in this order, in every piece of per-row state."""
+        self.slots = [self.slots[i] for i in keep]
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        if keep:
+            kvcache.keep_rows(self.cache, index)
+            self.history = self.history.index_select(0, index)
+        else:  # nothing live: the next admission starts a new cache
+            self.cache = None
+            self.history = self.history.new_zeros(0, 0)
+        self.lengths = self.lengths.index_select(0, index)
+        self.next_tokens = self.next_tokens.index_select(0, index)
+        self.tracker.keep(index)
+        if self.seen is not None:
+            self.seen = self.seen.index_select(0, index)
+        for plugin in self.plugins:
+            plugin.keep(index)
+
+    def _trim(self) -> None:
+        """Drop the leading cache columns that no live row uses any more."""
+        excess = self.history.shape[1] - max((slot.length for slot in self.slots), default=0)
+        if self.slots and excess > 0:
+            kvcache.drop_left(self.cache, excess)
+            self.history = self.history[:, excess:]
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def __enter__(self) -> "Engine":
+        """Register every plugin's model hooks until the `with` block ends."""
+        with ExitStack() as stack:
+            for plugin in self.plugins:
+                stack.enter_context(plugin.hooks())
+            self._hooks = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        hooks, self._hooks = self._hooks, None
+        if hooks is not None:
+            hooks.close()
+
+    def run(self, examples: Iterable[Example]) -> Iterator[Finished]:
+        """Yield every example's result as soon as it ends (not in input order)."""
+        if self.plugins and self._hooks is None:
+            raise RuntimeError("the engine's plugins have no hooks registered: run it inside `with engine:`")
+        queue = deque(examples)
+        self._clear()
+        while queue or self.slots:
+            yield from self._step(queue)
+
+    @torch.inference_mode()
+    def _step(self, queue: deque) -> list[Finished]:
+        done: list[Finished] = []
+        logits = None
+        if self.slots:
+            logits = self._forward()
+            if any(slot.draining for slot in self.slots):
+                done += [slot.result(hit_eos=False) for slot in self.slots if slot.draining]
+                keep = [i for i, slot in enumerate(self.slots) if not slot.draining]
+                logits = logits[keep]
+                self._keep(keep)
+        fresh = [queue.popleft() for _ in range(min(self.width - len(self.slots), len(queue)))]
+        if fresh:
+            first = self._admit(fresh)
+            logits = first if logits is None else torch.cat([logits, first], dim=0)
+        if self.slots:
+            done += self._choose(logits)
+        return done
+
+    def _forward(self) -> torch.Tensor:
+        """One decoding step of every live row; returns the logits of the next token."""
+        columns = self.history.shape[1]
+        feed = self.next_tokens[:, None]
+        mask = (torch.arange(columns + 1, device=self.device)[None, :] >= (columns - self.lengths)[:, None]).long()
+        self.history = torch.cat([self.history, feed], dim=1)
+        starting = [i for i, slot in enumerate(self.slots) if slot.starts_step]
+        for plugin in self.plugins:
+            plugin.before_forward(self.tracker, starting)
+        kept = []
+        try:
+            out = self.model(input_ids=feed, attention_mask=mask, position_ids=self.lengths[:, None], use_cache=True,
+                             **{self._cache_kw: self.cache})
+        finally:
+            kept = [(plugin.name, plugin.after_forward()) for plugin in self.plugins]
+        for name, pairs in kept:
+            for i, value in pairs:
+                self.slots[i].values[name].append(value)
+        self.lengths = self.lengths + 1
+        for slot in self.slots:
+            slot.length += 1
+        return out.logits[:, -1, :]
+
+    def _admit(self, examples: list[Example]) -> torch.Tensor:
+        """Prefill new examples (left-padded together), append their rows with fresh state, and
+        return the logits of their first token."""
+        prompts = [self.prompt(ex) for ex in examples]
+        ids, mask = left_pad(prompts, self.pad_id, self.device)
+        cache = kvcache.new_cache(self.model)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                         use_cache=True, **{self._cache_kw: cache}, **self._prefill_kw)
+        logits = out.logits[:, -1, :]
+        total = max(self.history.shape[1], ids.shape[1])
+        self.history = torch.cat([kvcache.pad_left(self.history, total - self.history.shape[1], 1, self.pad_id),
+                                  kvcache.pad_left(ids, total - ids.shape[1], 1, self.pad_id)], dim=0)
+        self.cache = kvcache.append_rows(self.cache, cache)
+        self.lengths = torch.cat([self.lengths, torch.tensor([len(p) for p in prompts], device=self.device)])
+        self.next_tokens = torch.cat([self.next_tokens, torch.zeros(len(prompts), dtype=torch.long, device=self.device)])
+        self.tracker.extend(StepTracker(self.table, prompts, self.device))
+        for plugin in self.plugins:
+            plugin.admit(len(prompts))
+        if self.penalty != 1.0:
+            seen = torch.zeros(len(prompts), logits.shape[-1], dtype=torch.bool, device=self.device)
+            for row, prompt in enumerate(prompts):
+                seen[row, torch.tensor(prompt, dtype=torch.long, device=self.device)] = True
+            self.seen = seen if self.seen is None else torch.cat([self.seen, seen], dim=0)
+        for ex, prompt in zip(examples, prompts):
+            generator = None
+            if self.shaping is not None:
+                generator = torch.Generator(device=self.device)
+                generator.manual_seed(self.seed + ex.idx)
+            self.slots.append(_Slot(ex, prompt, generator, len(prompt), {p.name: [] for p in self.plugins}))
+        return logits
+
+    def _rows(self) -> RowContext:
+        return RowContext(torch.tensor([slot.example.idx for slot in self.slots], device=self.device),
+                    torch.tensor([len(slot.tokens) for slot in self.slots], device=self.device))
+
+    def _choose(self, logits: torch.Tensor) -> list[Finished]:
+        """Next token of every live row, the trackers advanced on it, and the one transfer."""
+        self.steps += 1
+        scores = logits.float().clone()
+        logp = torch.log_softmax(scores, dim=-1).amax(dim=-1)  # confidence: raw logits, before any shaping
+        rows = None
+        for processor in self.processors:
+            if isinstance(processor, RowAwareProcessor):
+                rows = rows or self._rows()
+                scores = processor(self.history, scores, rows)
+            else:
+                scores = processor(self.history, scores)
+        if self.seen is not None:
+            scores = penalise_repeats(scores, self.seen, self.penalty)
+        if self.shaping is not None:
+            probs = torch.softmax(self.shaping(self.history, scores), dim=-1)
+            tokens = torch.cat([torch.multinomial(probs[i], 1, generator=slot.generator)
+                                for i, slot in enumerate(self.slots)])
+        else:
+            tokens = scores.argmax(dim=-1)
+        if self.seen is not None:
+            self.seen[torch.arange(len(tokens), device=self.device), tokens] = True
+        self.tracker.advance(tokens)
+        columns = [tokens.double(), logp.double(), self.tracker.capture.double()]
+        named = []  # (column, plugin name) of the plugins that put a number per row into the transfer
+        for plugin in self.plugins:
+            column = plugin.after_choose(self.tracker, logp.exp())
+            if column is not None:
+                named.append((len(columns), plugin.name))
+                columns.append(column.double())
+        packet = torch.stack(columns, dim=1).cpu().tolist()  # the step's one device-to-host transfer
+        self.next_tokens = tokens
+
+        finished, keep = [], []
+        for i, (slot, row) in enumerate(zip(self.slots, packet)):
+            token = int(row[0])
+            slot.tokens.append(token)
+            slot.logprobs.append(row[1])
+            hit_eos = token in self.eos
+            if hit_eos or len(slot.tokens) >= self.max_new_tokens:
+                if self.final_feed and not hit_eos and row[2]:
+                    slot.draining = slot.starts_step = True  # its last token starts a step: one more feed
+                    keep.append(i)
+                else:
+                    finished.append(slot.result(hit_eos))
+                continue
+            slot.starts_step = bool(row[2])
+            for column, name in named:
+                if not math.isnan(row[column]):
+                    slot.values[name].append(row[column])  # e.g. a coefficient, applied when this token is fed
+            keep.append(i)
+        if len(keep) < len(self.slots):
+            self._keep(keep)
+        self._trim()
+        return finished

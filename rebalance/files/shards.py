@@ -1,0 +1,163 @@
+"""Shard files: append-only JSONL that survives a kill at any moment, atomic tensor files, merging.
+
+A record line is written whole and flushed to disk before the next example starts; the hidden
+file of an example is renamed into place before its record is appended, so a record never points
+at a missing or half-written file. On reopening, a torn last line (a kill mid-write) is cut off.
+
+A run holds an advisory lock on each shard it writes (`<shard>.lock`, with its pid) for its whole
+life; the kernel drops it when the process exits in any way, kill -9 included. A second run on the
+same shard stops at once instead of interleaving records, and a merge warns while a run is live.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+from contextlib import ExitStack, contextmanager
+from typing import Any, Iterable, Iterator, Sequence
+
+from ..errors import UsageError, writable
+from .atomic import atomic_write_text
+from .names import lock_path, merged_path, shard_files
+
+
+def read_records(path: str, repair: bool = False) -> list[dict[str, Any]]:
+    """Complete records of a shard. Text after the last newline is a torn write (the run was
+    killed mid-line): it is ignored, and cut from the file when `repair`. A malformed complete
+    line is an error naming file:line."""
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as handle:
+        data = handle.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    records = []
+    for line_no, raw in enumerate(complete.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            records.append(json.loads(raw))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UsageError(f"{path}:{line_no}: malformed JSON record") from None
+    if repair and len(complete) < len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(len(complete))
+    return records
+
+
+class ShardWriter:
+    """Appends records to one shard, skipping examples it already holds (resume)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self.done: set[int] = {rec["idx"] for rec in read_records(path, repair=True) if "idx" in rec}
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.done.add(record["idx"])
+
+
+def _holder(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+
+
+class ShardLock:
+    """The exclusive right to append to one shard, for as long as this object is open."""
+
+    def __init__(self, shard: str):
+        self.shard = shard
+        with writable(shard, "check --output_path"):
+            os.makedirs(os.path.dirname(shard) or ".", exist_ok=True)
+            self._fd = os.open(lock_path(shard), os.O_RDWR | os.O_CREAT, 0o644)
+            open(shard, "a").close()  # the shard exists from the start, so a merge sees the live run
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _holder(self._fd)
+            os.close(self._fd)
+            raise UsageError(f"{shard} is being written by another run (pid {pid}); "
+                             "wait for it to finish or stop it, then run again to resume") from None
+        except OSError as err:  # a filesystem without locks: the lock is advisory, the run goes on
+            print(f"warning: cannot lock {shard} ({err.strerror}); make sure no other run writes it",
+                  file=sys.stderr)
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+
+@contextmanager
+def hold_shards(shards: Sequence[str]) -> Iterator[None]:
+    """Lock every shard this process (or its workers) will write, for the duration of the block."""
+    with ExitStack() as stack:
+        for shard in shards:
+            stack.callback(ShardLock(shard).release)
+        yield
+
+
+def live_writer(shard: str) -> str | None:
+    """The pid of the run holding the shard's lock, or None when no run is writing it."""
+    path = lock_path(shard)
+    if not os.path.exists(path):
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    finally:
+        os.close(fd)  # closing drops a shared lock taken just to test
+    return None
+
+
+def merge_records(shards: Iterable[list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], int]:
+    """First record per idx (falling back to the question text), sorted by idx; and how many
+    duplicates were dropped."""
+    seen: set[Any] = set()
+    merged, duplicates = [], 0
+    for records in shards:
+        for rec in records:
+            key = ("idx", rec["idx"]) if "idx" in rec else ("question", rec.get("question"))
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            merged.append(rec)
+    merged.sort(key=lambda r: (r.get("idx") is None, r.get("idx", 0)))
+    return merged, duplicates
+
+
+def merge_shards(directory: str, base: str, out: str | None = None,
+                 expected: int | None = None) -> dict[str, Any]:
+    """Merge `{base}.shard*.jsonl` into `{base}.merged.jsonl` (or `out`); returns a summary."""
+    if not os.path.isdir(directory):
+        raise UsageError(f"--dir: no such folder: {directory}")
+    files = shard_files(directory, base)
+    if not files:
+        raise UsageError(f"--base: no {base}.shard*.jsonl in {directory}")
+    live = [(path, pid) for path in files if (pid := live_writer(path)) is not None]
+    for path, pid in live:
+        print(f"warning: {os.path.basename(path)} is still being written (pid {pid}); this merge may miss "
+              "records: merge again when the run ends", file=sys.stderr)
+    per_file = [read_records(path) for path in files]
+    merged, duplicates = merge_records(per_file)
+    out = out or merged_path(directory, base)
+    atomic_write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged), out)
+    summary: dict[str, Any] = {"out": out, "shards": {os.path.basename(p): len(r) for p, r in zip(files, per_file)},
+                               "records": len(merged), "duplicates_dropped": duplicates,
+                               "live": [os.path.basename(path) for path, _ in live]}
+    if expected is not None:
+        present = {r.get("idx") for r in merged}
+        summary["missing"] = [i for i in range(expected) if i not in present]
+    return summary

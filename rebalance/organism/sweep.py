@@ -1,0 +1,142 @@
+"""Baseline, dynamic ReBalance and a sweep of static coefficients on one held-out set, side by side:
+accuracy, tokens, re-checks per response, responses cut at the length limit, and a PNG of
+accuracy against tokens (the static coefficients as a curve, baseline and dynamic as points).
+The paper's argument in one picture: no single coefficient does what the control function does.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass
+
+from ..errors import UsageError
+from ..files.atomic import atomic_write_text
+from ..files.shards import read_records
+
+RECHECK = re.compile(r"\bWait\b")
+STATIC = re.compile(r"^static(?P<coef>[-+0-9.e]+)_steer_")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    label: str            # baseline | dynamic | static -0.5
+    coef: float | None    # the static coefficient
+    accuracy: float
+    tokens: float
+    rechecks: float       # "Wait" per response
+    at_limit: int         # responses that hit the length limit
+    n: int
+
+
+def summarize(merged: str, metrics_path: str, label: str, coef: float | None) -> RunSummary:
+    try:
+        with open(metrics_path, encoding="utf-8") as handle:
+            metrics = json.load(handle)
+        accuracy, tokens = float(metrics["accuracy"]), float(metrics["avg_tokens"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"{metrics_path}: not a check.py metrics file ({type(err).__name__}: {err})") from None
+    records = read_records(merged)
+    try:
+        texts = [r["generated_responses"][0] for r in records]
+    except (KeyError, IndexError, TypeError):
+        raise UsageError(f"{merged}: a record without generated_responses (not a merged run file)") from None
+    rechecks = sum(len(RECHECK.findall(t)) for t in texts) / max(len(texts), 1)
+    at_limit = sum(r.get("finish_reason") == "length" for r in records)
+    return RunSummary(label, coef, accuracy, tokens, rechecks, at_limit, len(records))
+
+
+def find_runs(folder: str, suffix: str) -> list[RunSummary]:
+    """Graded runs named baseline_{suffix}, steer_{suffix} and static{c}_steer_{suffix}."""
+    runs = []
+    for merged in sorted(glob.glob(os.path.join(glob.escape(folder), f"*_{suffix}.merged.jsonl"))):
+        metrics = merged[: -len(".jsonl")] + ".metrics.json"
+        name = os.path.basename(merged)[: -len(".merged.jsonl")]
+        if not os.path.isfile(metrics):
+            continue
+        if name == f"baseline_{suffix}":
+            runs.append(summarize(merged, metrics, "baseline", None))
+        elif name == f"steer_{suffix}":
+            runs.append(summarize(merged, metrics, "dynamic", None))
+        elif (match := STATIC.match(name)) is not None:
+            coef = float(match["coef"])
+            runs.append(summarize(merged, metrics, f"static {coef:g}", coef))
+    order = {"baseline": 0, "dynamic": 1}
+    return sorted(runs, key=lambda r: (order.get(r.label, 2), -(r.coef or 0)))
+
+
+def table(runs: list[RunSummary]) -> str:
+    base = next((r for r in runs if r.label == "baseline"), None)
+    lines = ["| run | accuracy | tokens | tokens vs baseline | re-checks per response | at length limit |",
+             "|---|---|---|---|---|---|"]
+    for r in runs:
+        ratio = f"{r.tokens / base.tokens:.2f} x" if base and base.tokens else ""
+        lines.append(f"| {r.label} | {r.accuracy:.1f} | {r.tokens:.1f} | {ratio} | {r.rechecks:.2f} | {r.at_limit}/{r.n} |")
+    return "\n".join(lines)
+
+
+def verdict(runs: list[RunSummary], token_ratio: float = 0.85, max_drop: float = 2.5) -> list[str]:
+    """The organism's targets: dynamic at <= 0.85 x the baseline's tokens, at most 2.5 points below
+    its accuracy, fewer re-checks; and whether any static coefficient does both as well."""
+    base = next((r for r in runs if r.label == "baseline"), None)
+    dyn = next((r for r in runs if r.label == "dynamic"), None)
+    if base is None or dyn is None or not base.tokens:
+        return ["targets: need a baseline and a dynamic run"]
+    ratio = dyn.tokens / base.tokens
+    ok = ratio <= token_ratio and dyn.accuracy >= base.accuracy - max_drop and dyn.rechecks < base.rechecks
+    out = [f"dynamic: {ratio:.2f} x the baseline's tokens (target <= {token_ratio}), accuracy "
+           f"{dyn.accuracy - base.accuracy:+.1f} points (target >= -{max_drop}), re-checks {base.rechecks:.2f} -> "
+           f"{dyn.rechecks:.2f}: {'met' if ok else 'NOT met'}"]
+    rivals = [r for r in runs if r.coef is not None and r.tokens <= dyn.tokens and r.accuracy >= dyn.accuracy]
+    out.append("no static coefficient reaches both the dynamic run's token cut and its accuracy" if not rivals else
+               "static coefficient(s) matching the dynamic run on both: " + ", ".join(r.label for r in rivals))
+    return out
+
+
+def plot_sweep(runs: list[RunSummary], path: str, title: str = "") -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    static = sorted((r for r in runs if r.coef is not None), key=lambda r: r.coef)
+    if static:
+        ax.plot([r.tokens for r in static], [r.accuracy for r in static], "-o", color="tab:grey", label="static coefficient")
+        for r in static:
+            ax.annotate(f"{r.coef:g}", (r.tokens, r.accuracy), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for label, marker, colour in (("baseline", "s", "black"), ("dynamic", "*", "tab:blue")):
+        for r in runs:
+            if r.label == label:
+                ax.plot(r.tokens, r.accuracy, marker, color=colour, ms=12 if marker == "*" else 8,
+                        label="dynamic ReBalance" if label == "dynamic" else "baseline (unsteered)")
+    ax.set_xlabel("average tokens per response")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or "accuracy against tokens: dynamic vs static steering")
+    ax.grid(alpha=0.3)
+    ax.margins(0.1)  # room for the coefficient labels at the edges
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def compare_runs(folder: str, suffix: str) -> list[RunSummary]:
+    if not os.path.isdir(folder):
+        raise UsageError(f"{folder}: no such folder (give the folder of the held-out runs)")
+    runs = find_runs(folder, suffix)
+    if not runs:
+        raise UsageError(f"{folder}: no graded run named baseline_{suffix}, steer_{suffix} or "
+                         f"static<c>_steer_{suffix} (merge and grade with check.py first; --maxlen and "
+                         f"--temperature pick the suffix)")
+    text = table(runs)
+    lines = verdict(runs)
+    png = plot_sweep(runs, os.path.join(folder, "sweep.png"))
+    atomic_write_text(text + "\n\n" + "\n".join(lines) + "\n", os.path.join(folder, "sweep.md"))
+    print(text)
+    print("\n".join(lines))
+    print(f"plot: {png}")
+    return runs
