@@ -35,6 +35,9 @@ def _gate(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(x.clamp(-60.0, 60.0))
 
 
+HIGH_VAL_2 = 0.1  # the positive branch's ceiling: the release uses it for every model
+
+
 class ControlFunction:
     """f(c, v) = F1(c) + gates; call on floats or tensors (same shape out, float32 like the release).
 
@@ -44,7 +47,7 @@ class ControlFunction:
     """
 
     def __init__(self, q25c: float, q75c: float, low_val_1: float, q25v: float, q75v: float,
-                 low_val_2: float, high_val_2: float = 0.1):
+                 low_val_2: float, high_val_2: float = HIGH_VAL_2):
         if not q75c > q25c or not q75v > q25v:
             raise ValueError(f"need q25c < q75c and q25v < q75v, got {q25c}, {q75c}, {q25v}, {q75v}")
         if not low_val_1 < 0:

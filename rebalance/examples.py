@@ -74,3 +74,23 @@ def prompt_ids(tokenizer, problem: str, system_prompt: str = SYSTEM_PROMPT) -> l
     else:  # a base model without a template: a plain layout keeps the pipeline usable
         text = f"{system_prompt}\n\n{problem}\n\n"
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def prompt_fingerprint(model_path: str, system_prompt: str = SYSTEM_PROMPT) -> str:
+    """A hash of everything that shapes a prompt besides the problem: the system prompt and the
+    model folder's chat template (from tokenizer_config.json or chat_template.jinja); for a hub id,
+    its name stands for the template."""
+    import hashlib
+
+    parts = [system_prompt]
+    config = os.path.join(model_path, "tokenizer_config.json")
+    if os.path.isfile(config):
+        with open(config, encoding="utf-8") as handle:
+            parts.append(json.dumps(json.load(handle).get("chat_template"), sort_keys=True))
+    for name in ("chat_template.jinja", "chat_template.json"):
+        if os.path.isfile(os.path.join(model_path, name)):
+            with open(os.path.join(model_path, name), encoding="utf-8") as handle:
+                parts.append(handle.read())
+    if not os.path.isdir(model_path):
+        parts.append(model_path)
+    return hashlib.sha256("\n\0".join(parts).encode("utf-8")).hexdigest()

@@ -4,22 +4,28 @@ the shard, decode in flight, show progress, write each result as soon as its exa
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
+import torch
 from tqdm.auto import tqdm
 
+from .analysis.collected import read_run_tag
 from .control import ControlFunction
 from .decode import engine_for, records
 from .decoding.engine import Engine
 from .decoding.records import Decoded, make_table
 from .decoding.sites import num_residual_sites, text_config
-from .examples import Example, load_examples
+from .decoding.steps import STEP_RULE
+from .errors import UsageError
+from .examples import Example, dataset_file, load_examples, prompt_fingerprint
 from .files.atomic import atomic_torch_save
-from .files.names import collection_stem, hidden_path, shard_path
-from .files.shards import ShardWriter, hold_shards
-from .models import load_model, model_basename, model_shape, resolve_model_path
+from .files.cards import RunCard, describe, differences, model_files_hash, provenance, sha256_file
+from .files.names import card_files, collection_stem, hidden_files, hidden_path, shard_path
+from .files.shards import ShardWriter, hold_run
+from .models import load_model, model_basename, model_shape, resolve_dtype, resolve_model_path
 from .parallel import Rank, run_data_parallel
 from .steering import SteeringSetup, load_vector, site_index
 
@@ -66,11 +72,18 @@ class RunJob:
 @dataclass(frozen=True)
 class CollectJob(RunJob):
     hs_device: str = "auto"
+    run_tag: dict | None = None  # stem and card fingerprint, stored in every hidden file
 
     @property
     def hidden_dir(self) -> str:
         """Beside the shards, as the authors' script writes them (their README's --hidden_dir)."""
         return self.out_dir
+
+
+def tagged(hidden: dict, run_tag: dict | None) -> dict:
+    """A hidden-state dict with the run that wrote it (`"run"`: stem and card fingerprint), so the
+    analysis can tell a file of another run in the same folder."""
+    return {**hidden, "run": run_tag} if run_tag else hidden
 
 
 def collect_rank(rank: Rank, job: CollectJob) -> None:
@@ -81,7 +94,7 @@ def collect_rank(rank: Rank, job: CollectJob) -> None:
     engine = engine_for(model, tokenizer, table, width=job.batch_size, max_new_tokens=job.max_new_tokens,
                         capture_on=keep_on)
     run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank), engine,
-             before_append=lambda res: save_hidden(res.hidden, job.hidden_dir, res.record["idx"]),
+             before_append=lambda res: save_hidden(tagged(res.hidden, job.run_tag), job.hidden_dir, res.record["idx"]),
              desc=f"collect {job.dataset}")
 
 
@@ -99,21 +112,55 @@ def collection_job(model_name_or_path: str, dataset_dir: str, dataset: str, outp
                       dtype, trust_remote_code, hs_device=hs_device)
 
 
-def shard_locks(job: RunJob) -> Callable[[Sequence[int]], Any]:
-    """Hold the lock of every shard the given ranks write, and say so (a second run on the same
-    output stops with the holder's pid instead of interleaving records)."""
+def run_card(job: RunJob, num_gpus: int, compared: dict, recorded: dict) -> RunCard:
+    """The card of a run: what both kinds of run compare, then what each adds."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    common = {"model": job.model_name, "model_files": model_files_hash(job.model), "dataset": job.dataset,
+              "dataset_sha256": sha256_file(dataset_file(job.dataset_dir, job.dataset)),
+              "max_new_tokens": job.max_new_tokens, "dtype": str(resolve_dtype(job.dtype, device)).replace("torch.", ""),
+              "step_rule": STEP_RULE, "prompt_sha256": prompt_fingerprint(job.model)}
+    where = {"model_path": job.model, "dataset_file": os.path.abspath(dataset_file(job.dataset_dir, job.dataset)),
+             "batch_size": job.batch_size, "num_gpus": num_gpus, "limit": job.limit}
+    return RunCard({**compared, **common}, {**where, **recorded}, provenance())
+
+
+def claim(job: RunJob, card: RunCard) -> Callable[[Sequence[int]], Any]:
+    """Compare the cards, lock the shards the given ranks write and write their cards, and say so
+    (a second run on the same output stops with the holder's pid instead of interleaving records)."""
     @contextmanager
     def hold(ranks: Sequence[int]) -> Iterator[None]:
-        paths = [shard_path(job.out_dir, job.base, rank) for rank in ranks]
-        with hold_shards(paths):
+        with hold_run(job.out_dir, job.base, ranks, card):
+            paths = [shard_path(job.out_dir, job.base, rank) for rank in ranks]
             print(f"writing {', '.join(os.path.basename(p) for p in paths)} in {job.out_dir} (pid {os.getpid()})",
                   flush=True)
             yield
     return hold
 
 
+def check_hidden_owner(job: CollectJob, card: RunCard) -> None:
+    """Refuse to write hidden files over those of another collection run in the same folder (they
+    share the release's names, hidden_{idx}.pt, whatever the run)."""
+    files = hidden_files(job.hidden_dir)
+    if not files:
+        return
+    tag = read_run_tag(files[0])
+    if tag is None:
+        print(f"warning: {job.hidden_dir} holds hidden files without a run tag (an earlier version wrote them); "
+              "this run overwrites those of the examples it decodes", file=sys.stderr)
+    elif tag.get("fingerprint") != card.fingerprint:
+        owner = str(tag.get("stem"))
+        cards = card_files(job.out_dir, owner)
+        why = describe(differences(RunCard.read(cards[0]).compared, card.compared), f"in {owner}", "now") \
+            if cards else f"  (no card of {owner} here)"
+        raise UsageError(f"{job.hidden_dir} holds the hidden files of another collection run ({owner}), which this "
+                         f"run would overwrite:\n{why}\nCollect into another --output_path.")
+
+
 def run_collection(job: CollectJob, num_gpus: int) -> None:
-    run_data_parallel(collect_rank, job, num_gpus, shard_locks(job))
+    card = run_card(job, num_gpus, {"kind": "collection", "decoding": "greedy"}, {"hs_device": job.hs_device})
+    check_hidden_owner(job, card)
+    job = replace(job, run_tag={"stem": job.base, "fingerprint": card.fingerprint})
+    run_data_parallel(collect_rank, job, num_gpus, claim(job, card))
 
 
 @dataclass(frozen=True)
@@ -146,5 +193,19 @@ def steer_rank(rank: Rank, job: SteerJob) -> None:
              desc=f"{job.mode} {job.dataset}")
 
 
+def steering_fields(job: SteerJob) -> dict:
+    """What a steered run compares beside the common fields: only what its mode uses (a baseline is
+    not refused for another vector, a greedy run not for another seed)."""
+    steered, dynamic, sampled = job.mode != "off", job.mode == "dynamic", job.temperature > 0
+    return {"kind": "steered", "mode": job.mode,
+            "vector_sha256": sha256_file(job.vector_path) if steered else None,
+            "steer_layer": job.steer_layer if steered else None, "inject_at": job.inject_at if steered else None,
+            "constants": dict(job.constants) if dynamic else None, "coef": job.coef if steered else None,
+            "temperature": job.temperature, "top_p": job.top_p if sampled else None,
+            "seed": job.seed if sampled else None, "repetition_penalty": job.repetition_penalty}
+
+
 def run_steering(job: SteerJob, num_gpus: int) -> None:
-    run_data_parallel(steer_rank, job, num_gpus, shard_locks(job))
+    card = run_card(job, num_gpus, steering_fields(job), {"vector_path": job.vector_path and
+                                                          os.path.abspath(job.vector_path)})
+    run_data_parallel(steer_rank, job, num_gpus, claim(job, card))

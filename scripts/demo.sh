@@ -33,8 +33,9 @@ run -m rebalance.organism data --out "$DATA" --seen "$SEEN" --heldout "$HELDOUT"
 echo "== 1. collection on the seen set ($WORKERS workers)"
 run transformer_inference_dp.py --model_name_or_path "$MODEL" --dataset_dir "$DATA" --dataset Organism_Seen \
   --output_path "$OUT/runs" --max_generated_tokens "$MAXLEN" --batch_size "$BATCH" --num_gpus "$WORKERS"
-run merge_shards.py --dir "$SEEN_DIR" --base "origin_temp0.7_maxlen$MAXLEN" --expected "$SEEN"
-SEEN_JSONL="$SEEN_DIR/origin_temp0.7_maxlen$MAXLEN.merged.jsonl"
+COLLECTED=$("$PY" -m rebalance.files.names collection --temperature 0.7 --maxlen "$MAXLEN")
+run merge_shards.py --dir "$SEEN_DIR" --base "$COLLECTED" --expected "$SEEN"
+SEEN_JSONL="$SEEN_DIR/$COLLECTED.merged.jsonl"
 
 echo "== 2. layer selection"
 LAYER=$(run hidden_config_ridge.py --jsonl_path "$SEEN_JSONL" --hidden_dir "$SEEN_DIR" | tail -n 1)
@@ -47,31 +48,32 @@ run hidden_analysis_auto.py --layer_id "$LAYER" --jsonl_path "$SEEN_JSONL" --hid
 
 COMMON=(--model_name_or_path "$MODEL" --dataset_dir "$DATA" --dataset Organism_Heldout --output_path "$OUT/runs"
         --max_generated_tokens "$MAXLEN" --batch_size "$BATCH" --num_gpus "$WORKERS" --temperature 0)
-SUFFIX="temp0.0_maxlen$MAXLEN"
-steered() {  # run_id, then the steering flags
-  local base="$1_steer_$SUFFIX"; shift
-  [ "$base" = "_steer_$SUFFIX" ] && base="steer_$SUFFIX"
+stem() { "$PY" -m rebalance.files.names "$@" --temperature 0 --maxlen "$MAXLEN"; }  # a run's file name
+steered() {  # the stem of the run, then the steering flags
+  local base="$1"; shift
   run transformer_inference_steer_dp.py "${COMMON[@]}" "$@"
   run merge_shards.py --dir "$HELD_DIR" --base "$base" --expected "$HELDOUT"
   run check.py --model_name_or_path "$MODEL" --data_name Organism_Heldout --data_dir "$DATA" \
     --generation_path "$HELD_DIR/$base.merged.jsonl" > /dev/null
 }
+BASELINE=$(stem off)
+DYNAMIC=$(stem dynamic)
 
 echo "== 4a. baseline (unsteered) on the held-out set"
 run transformer_inference_steer_dp.py "${COMMON[@]}" --steer_mode off
-run merge_shards.py --dir "$HELD_DIR" --base "baseline_$SUFFIX" --expected "$HELDOUT"
+run merge_shards.py --dir "$HELD_DIR" --base "$BASELINE" --expected "$HELDOUT"
 
 echo "== 4b. ReBalance (dynamic steering, layer $LAYER) on the held-out set"
-steered "" --steer_mode dynamic --steer_vector_path "$VECTOR"
+steered "$DYNAMIC" --steer_mode dynamic --steer_vector_path "$VECTOR"
 
 for COEF in $SWEEP; do
   echo "== 4c. static steering, coefficient $COEF"
-  steered "static$COEF" --steer_mode static --steer_coef "$COEF" --steer_vector_path "$VECTOR" --run_id "static$COEF"
+  steered "$(stem static --coef "$COEF")" --steer_mode static --steer_coef "$COEF" --steer_vector_path "$VECTOR"
 done
 
 echo "== 5. grading: ReBalance vs baseline"
 run check.py --model_name_or_path "$MODEL" --data_name Organism_Heldout --data_dir "$DATA" \
-  --generation_path "$HELD_DIR/steer_$SUFFIX.merged.jsonl" --baseline "$HELD_DIR/baseline_$SUFFIX.merged.jsonl"
+  --generation_path "$HELD_DIR/$DYNAMIC.merged.jsonl" --baseline "$HELD_DIR/$BASELINE.merged.jsonl"
 
 echo "== 6. dynamic against static: accuracy, tokens, re-checks"
 run -m rebalance.organism compare "$HELD_DIR" --maxlen "$MAXLEN"
@@ -80,8 +82,8 @@ echo "== 7. report: every graded run of $NAME"
 run -m rebalance.reports.report "$OUT/runs/$NAME"
 
 echo "== plots"
-echo "R^2 by layer:         $SEEN_DIR/origin_temp0.7_maxlen$MAXLEN.merged.ridge_r2.png"
+echo "R^2 by layer:         $SEEN_DIR/$COLLECTED.merged.ridge_r2.png"
 echo "control surface:      $HELD_DIR/control_surface.png"
-echo "length distributions: $HELD_DIR/steer_$SUFFIX.merged.lengths.png"
+echo "length distributions: $HELD_DIR/$DYNAMIC.merged.lengths.png"
 echo "dynamic vs static:    $HELD_DIR/sweep.png"
 echo "report:               $OUT/runs/$NAME/report.png"

@@ -105,7 +105,7 @@ def test_collection_writes_hidden_files_beside_the_shards_with_the_release_name(
     folder = shard_dir(tmp_path / "o", tiny_dirs["qwen2"], toy_data)
     assert sorted(os.listdir(folder)) == sorted(
         [f"hidden_{i}.pt" for i in range(5)] + ["origin_temp0.7_maxlen12.shard0.jsonl",
-                                                "origin_temp0.7_maxlen12.shard0.jsonl.lock"])
+                                                "origin_temp0.7_maxlen12.shard0.run.json"])
 
 
 @pytest.mark.parametrize("where", ["cpu", "meta"])

@@ -27,7 +27,7 @@ def test_demo_stages_on_a_tiny_model(tiny_dirs, tmp_path):
         held / "baseline_temp0.0_maxlen48.merged.jsonl", held / "steer_temp0.0_maxlen48.merged.jsonl",
         held / "control_surface.png", held / "steer_temp0.0_maxlen48.merged.lengths.png",
         held / "steer_temp0.0_maxlen48.merged.graded.jsonl", held / "baseline_temp0.0_maxlen48.merged.graded.jsonl",
-        held / "static-0.5_steer_temp0.0_maxlen48.merged.metrics.json", held / "sweep.png", held / "sweep.md",
+        held / "static-0.5_temp0.0_maxlen48.merged.metrics.json", held / "sweep.png", held / "sweep.md",
         out / "runs" / "qwen2" / "report.md", out / "runs" / "qwen2" / "report.csv", out / "runs" / "qwen2" / "report.png",
     ]
     assert [str(p) for p in expected if not p.is_file()] == []

@@ -157,8 +157,8 @@ def test_dynamic_against_static_table_and_plot(tmp_path, capsys):
     wait = "First, 2 x 3 = 6.\n\nWait, let me check: 2 x 3 = 6. Yes.\n\n"
     write_run(tmp_path, f"baseline_{suffix}", 70.0, 80.0, [wait * 2, wait * 2])
     write_run(tmp_path, f"steer_{suffix}", 71.0, 64.0, [wait, wait])
-    write_run(tmp_path, f"static-0.25_steer_{suffix}", 70.0, 79.0, [wait * 2, wait])
-    write_run(tmp_path, f"static-0.75_steer_{suffix}", 58.0, 60.0, ["First", "First"], lengths=(1,))
+    write_run(tmp_path, f"static-0.25_{suffix}", 70.0, 79.0, [wait * 2, wait])
+    write_run(tmp_path, f"static-0.75_{suffix}", 58.0, 60.0, ["First", "First"], lengths=(1,))
     write_run(tmp_path, "origin_temp0.7_maxlen192", 10.0, 10.0, ["x"])  # not part of the comparison
     runs = compare_runs(str(tmp_path), suffix)
     assert [r.label for r in runs] == ["baseline", "dynamic", "static -0.25", "static -0.75"]

@@ -94,3 +94,31 @@ def test_bad_input_is_one_line(tmp_path, capsys, case, expected):
         (folder / "M" / "Math_GSM8K" / "steer_temp0.7_maxlen10.merged.metrics.json").write_text("{}")
     status, err = run_main(report.main, [str(folder / "M") if case == "broken" else str(folder)], capsys)
     assert status == 2 and expected in err and err.count("\n") == 1
+
+
+def card(commit, **compared):
+    base = {"kind": "steered", "model": R1, "dataset": "Math_Math500", "temperature": 0.7, "top_p": 0.95,
+            "seed": 42, "max_new_tokens": 16000, "dtype": "bfloat16"}
+    return {"compared": {**base, **compared}, "provenance": {"git_commit": commit}}
+
+
+def test_report_names_the_code_and_what_differs_beyond_the_steering(tmp_path, capsys):
+    root = tmp_path / "outputs"
+    metrics_file(root, R1, "Math_Math500", "baseline_temp0.7_maxlen16000", 500, 500, 400, 4500.0)
+    metrics_file(root, R1, "Math_Math500", "steer_temp0.7_maxlen16000", 500, 500, 415, 3500.0)
+    folder = root / R1 / "Math_Math500"
+    runs = {"baseline": card("a" * 40, mode="off", coef=None),
+            "steer": card("b" * 40, mode="dynamic", coef=-1.0, vector_sha256="c" * 64, seed=7)}
+    for name, run_card in runs.items():
+        path = folder / f"{name}_temp0.7_maxlen16000.merged.metrics.json"
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, "run_card": run_card}))
+    status, err = run_main(report.main, [str(root / R1)], capsys)
+    assert status == 0, err
+    row = rows_by_benchmark(root / R1)["Math_Math500"]
+    # mode, coefficient and vector differ by design; the seed does not, and neither should the code
+    assert row["flags"] == "seed 42 vs 7; code aaaaaaa vs bbbbbbb"
+    assert row["commit"] == "aaaaaaa vs bbbbbbb"
+    md = (root / R1 / "report.md").read_text()
+    assert "| +3.0 | 4500 | 3500 | -22.2 | 79.6 -> 83.0 | 4516 -> 3474 | seed 42 vs 7; code aaaaaaa vs bbbbbbb | " \
+           "aaaaaaa vs bbbbbbb |" in md

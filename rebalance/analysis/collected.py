@@ -76,10 +76,21 @@ EARLIER_SUBFOLDER = HIDDEN_SUBFOLDER  # where this suite wrote them before it to
 
 @dataclass(frozen=True)
 class HiddenFiles:
-    """Where the hidden file of each idx is: a folder and a name pattern with `{idx}`."""
+    """Where the hidden file of each idx is: a folder and a name pattern with `{idx}`; and the
+    fingerprint of the run whose records they must belong to, when its card is known."""
 
     folder: str
     pattern: str = DEFAULT_PATTERN
+    run: str | None = None
+
+    def check_run(self, hidden: dict, path: str) -> None:
+        """A file tagged by another run than the records' is an error (two collection runs share
+        the names hidden_{idx}.pt, so one can overwrite the other's)."""
+        tag = hidden.get("run")
+        if self.run and isinstance(tag, dict) and tag.get("fingerprint") != self.run:
+            raise UsageError(f"{path}: written by the collection run {tag.get('stem')} (card {tag.get('fingerprint')}), "
+                             f"not by the run of --jsonl_path (card {self.run}): the folder holds another run's "
+                             "hidden files; collect each run into its own --output_path")
 
     def path(self, idx: int) -> str:
         return hidden_path(self.folder, idx, self.pattern)
@@ -124,6 +135,13 @@ def load_hidden(path: str) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise UsageError(f"{path}: not a readable hidden-state file ({type(err).__name__}: {err})") from None
+
+
+def read_run_tag(path: str) -> dict | None:
+    """The run that wrote a hidden file (`{"stem", "fingerprint"}`), None for untagged files."""
+    hidden = load_hidden(path)
+    tag = hidden.get("run") if isinstance(hidden, dict) else None
+    return tag if isinstance(tag, dict) else None
 
 
 def layer_rows(hidden: dict, layer: int, path: str) -> torch.Tensor:
@@ -196,6 +214,7 @@ def iter_hidden(pairing: Pairing, hidden: HiddenFiles | str,
         path = files.path(rec.idx)
         hidden = load_hidden(path)
         keys = layer_keys(hidden, path)
+        files.check_run(hidden, path)
         found = layer_rows(hidden, keys[0], path).shape[0]
         if found != rows:
             why = "no rows" if found == 0 else f"{found} rows but {len(rec.confidences)} confidences"

@@ -4,18 +4,19 @@ in layer_scoring, labels and vectors."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from ..calibration import generic
+from ..calibration import Calibration, generic
+from ..control import HIGH_VAL_2
 from ..errors import UsageError, writable
-from ..files.atomic import atomic_write_text
-from ..files.names import calibration_path
+from ..files.cards import read_card_beside
+from ..files.names import calibration_path, ridge_paths
 from .collected import (
     DEFAULT_PATTERN,
     HiddenFiles,
@@ -57,6 +58,8 @@ def _open(jsonl_path: str, hidden_dir: str, max_files: int | None, offset: int, 
     records = read_calibration_records(jsonl_path)
     considered = records[:max_files] if max_files is not None else records
     files, where = locate_hidden(hidden_dir, [rec.idx for rec in considered], pattern)
+    card = read_card_beside(jsonl_path)
+    files = replace(files, run=card.fingerprint if card else None)
     print(where)
     return records, files, pair_records(records, files, max_files, offset)
 
@@ -79,10 +82,10 @@ def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_file
     result: dict[str, Any] = {"scores": scores, "best": best_layer(scores)}
     print(format_table(scores))
     if plot:
-        stem = os.path.splitext(jsonl_path)[0]
-        with writable(f"{stem}.ridge_r2.csv", "--no_plot skips the CSV and PNG"):
-            result["csv"] = write_csv(scores, f"{stem}.ridge_r2.csv")
-            result["png"] = plot_scores(scores, f"{stem}.ridge_r2.png")
+        csv_path, png_path = ridge_paths(jsonl_path)
+        with writable(csv_path, "--no_plot skips the CSV and PNG"):
+            result["csv"] = write_csv(scores, csv_path)
+            result["png"] = plot_scores(scores, png_path)
         print(f"wrote {result['csv']} and {result['png']}")
     print(result["best"])
     return result
@@ -144,7 +147,7 @@ def extract_vector(jsonl_path: str, hidden_dir: str, layer: int, save_path: str,
         "vector_path": os.path.abspath(save_path),
     }
     path = calibration_path(save_path)
-    atomic_write_text(json.dumps(calibration, indent=2) + "\n", path)
+    Calibration(calibration).write(path)
     print(format_calibration(calibration))
     print(f"vector: {save_path}\ncalibration: {path}")
     return calibration
@@ -157,13 +160,13 @@ def low_values(lda: LdaDiagnostics, normalize: bool = False) -> dict[str, Any]:
     control function undefined; the generic pair is used instead and the file says so."""
     if lda.alpha_mean > 0:
         scale = lda.norm_s if normalize else 1.0
-        return {"low_val_1": -lda.alpha_mean * scale, "low_val_2": -lda.alpha_all * scale, "high_val_2": 0.1,
+        return {"low_val_1": -lda.alpha_mean * scale, "low_val_2": -lda.alpha_all * scale, "high_val_2": HIGH_VAL_2,
                 "low_values_from": "lda" + (" (x ||S||: unit vector)" if normalize else "")}
     fallback = generic()
     print(f"warning: alpha_mean is 0 (the mean positive row is already past the LDA threshold), so "
           f"low_val_1/low_val_2 fall back to the generic {fallback['low_val_1']}/{fallback['low_val_2']}",
           file=sys.stderr)
-    return {"low_val_1": fallback["low_val_1"], "low_val_2": fallback["low_val_2"], "high_val_2": 0.1,
+    return {"low_val_1": fallback["low_val_1"], "low_val_2": fallback["low_val_2"], "high_val_2": HIGH_VAL_2,
             "low_values_from": "generic defaults (alpha_mean = 0)"}
 
 

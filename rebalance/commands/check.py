@@ -11,6 +11,8 @@ from typing import Any
 from ..errors import UsageError, writable
 from ..examples import load_examples
 from ..files.atomic import atomic_write_text
+from ..files.cards import read_card_beside
+from ..files.names import graded_path, lengths_png_path, metrics_path, stem_of
 from ..grading.answers import FAMILIES
 from ..grading.equivalence import GRADERS
 from ..grading.families import family_of
@@ -40,14 +42,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def output_stem(generation_path: str) -> str:
-    return generation_path[: -len(".jsonl")] if generation_path.endswith(".jsonl") else generation_path
-
-
 def run_label(path: str) -> str:
     """`steer_temp0.7_maxlen16384` for `.../steer_temp0.7_maxlen16384.merged.jsonl`."""
-    name = os.path.basename(output_stem(path))
-    return name[: -len(".merged")] if name.endswith(".merged") else name
+    return stem_of(path)
 
 
 def grade_run(path: str, args, examples, family: str, tokenizer, thinking: bool) -> tuple[Graded, dict[str, Any]]:
@@ -55,11 +52,12 @@ def grade_run(path: str, args, examples, family: str, tokenizer, thinking: bool)
     result = metrics(graded, args.k)
     result.update({"data_name": args.data_name, "family": family, "grader": args.grader, "k": args.k,
                    "generation_path": os.path.abspath(path), "model": args.model_name_or_path})
-    stem = output_stem(path)
-    with writable(f"{stem}.graded.jsonl", "the outputs go beside --generation_path"):
+    card = read_card_beside(path)
+    result["run_card"] = card.as_json() if card else None  # how the records were made, when known
+    with writable(graded_path(path), "the outputs go beside --generation_path"):
         atomic_write_text("".join(json.dumps(r.as_json(), ensure_ascii=False) + "\n" for r in graded.records),
-                          f"{stem}.graded.jsonl")
-        atomic_write_text(json.dumps(result, indent=2) + "\n", f"{stem}.metrics.json")
+                          graded_path(path))
+        atomic_write_text(json.dumps(result, indent=2) + "\n", metrics_path(path))
     return graded, result
 
 
@@ -113,7 +111,7 @@ def run_check(args) -> dict[str, Any]:
         report["baseline"] = base
         from ..reports.plots import plot_length_distributions
 
-        png_path = f"{output_stem(args.generation_path)}.lengths.png"
+        png_path = lengths_png_path(args.generation_path)
         with writable(png_path, "the outputs go beside --generation_path"):
             png = plot_length_distributions({base_label: base_graded, runs[0][0]: graded}, png_path, args.data_name)
         report["lengths_png"] = png
@@ -127,7 +125,7 @@ def run_check(args) -> dict[str, Any]:
             print(f"{label}: idx not in the dataset (ignored): {m['unknown_idx'][:30]}")
         if m["timed_out"]:
             print(f"{label}: {m['timed_out']} comparisons timed out (judged wrong)")
-    print(f"metrics: {output_stem(args.generation_path)}.metrics.json")
+    print(f"metrics: {metrics_path(args.generation_path)}")
     if "lengths_png" in report:
         print(f"length distributions: {report['lengths_png']}")
     return report

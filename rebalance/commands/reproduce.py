@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ..benchmarks.sources import SOURCES
 from ..errors import UsageError, cli_entry
 from ..examples import load_examples
-from ..files.names import shard_files
+from ..files.names import merged_path, metrics_path, shard_files, steered_stem, vector_file_name
 from ..files.shards import read_records
 from ..models import model_basename
 
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def default_vector(model_name: str) -> str:
-    found = sorted(glob.glob(os.path.join(ROOT, "vectors", model_name, "steer_vector_layer*_conf_mixed.pt")))
+    found = sorted(glob.glob(os.path.join(ROOT, "vectors", model_name, vector_file_name("*"))))
     if len(found) != 1:
         why = "none" if not found else f"{len(found)} ({', '.join(found)})"
         raise UsageError(f"--steer_vector_path is needed: vectors/{model_name}/ holds {why} "
@@ -72,7 +72,7 @@ def default_vector(model_name: str) -> str:
 
 def run_is_complete(folder: str, base: str, expected: set[int]) -> bool:
     """The merged file holds every expected idx and no shard was written after it."""
-    merged = os.path.join(folder, f"{base}.merged.jsonl")
+    merged = merged_path(folder, base)
     if not os.path.isfile(merged):
         return False
     if any(os.path.getmtime(s) > os.path.getmtime(merged) for s in shard_files(folder, base)):
@@ -103,12 +103,11 @@ def reproduce(args) -> str:
     vector = args.steer_vector_path or default_vector(name)
     benchmarks = [b for b in args.benchmarks.split(",") if b]
     expected = {b: {ex.idx for ex in load_examples(args.dataset_dir, b, args.limit)} for b in benchmarks}
-    suffix = f"temp{args.temperature}_maxlen{args.max_generated_tokens}"
     steer_flags = ("--steer_mode", "dynamic", "--steer_vector_path", vector)
     if args.steer_layer is not None:
         steer_flags += ("--steer_layer", str(args.steer_layer))
-    modes = [Mode("baseline", f"baseline_{suffix}", ("--steer_mode", "off")),
-             Mode("ReBalance", f"steer_{suffix}", steer_flags)]
+    stem = lambda mode: steered_stem(args.temperature, args.max_generated_tokens, mode)  # noqa: E731
+    modes = [Mode("baseline", stem("off"), ("--steer_mode", "off")), Mode("ReBalance", stem("dynamic"), steer_flags)]
     common = ["--model_name_or_path", model, "--dataset_dir", args.dataset_dir, "--output_path", args.output_path,
               "--max_generated_tokens", str(args.max_generated_tokens), "--temperature", str(args.temperature),
               "--top_p", str(args.top_p), "--seed", str(args.seed), "--num_gpus", str(args.num_gpus),
@@ -122,7 +121,7 @@ def reproduce(args) -> str:
     for bench in benchmarks:
         folder = os.path.join(args.output_path, name, bench)
         for mode in modes:
-            merged = os.path.join(folder, f"{mode.base}.merged.jsonl")
+            merged = merged_path(folder, mode.base)
             if run_is_complete(folder, mode.base, expected[bench]):
                 print(f"skip {bench} {mode.label} run: {merged} holds all {len(expected[bench])} examples")
             else:
@@ -130,7 +129,7 @@ def reproduce(args) -> str:
                 call([script, *common, "--dataset", bench, *mode.flags])
                 call(["merge_shards.py", "--dir", folder, "--base", mode.base, "--expected", str(len(expected[bench]))])
                 ran += 1
-            metrics = os.path.join(folder, f"{mode.base}.merged.metrics.json")
+            metrics = metrics_path(merged)
             if is_newer(metrics, merged):
                 print(f"skip {bench} {mode.label} grading: {metrics} is up to date")
             else:

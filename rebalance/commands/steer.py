@@ -41,7 +41,9 @@ def build_parser(variant: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
     parser.add_argument("--top_p", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--run_id", default="", help="prefix of the output file name")
+    parser.add_argument("--run_id", default="",
+                        help="prefix of the output file name (the name already tells modes and static coefficients "
+                             "apart; a run id keeps runs apart that differ otherwise, e.g. in seed or vector)")
     parser.set_defaults(variant=variant)
     return parser
 
@@ -76,7 +78,7 @@ def make_job(args: argparse.Namespace) -> SteerJob:
             except ValueError as err:
                 raise UsageError(f"the control constants from {source} are unusable: {err}") from None
             print("  " + ", ".join(f"{k}={v:g}" for k, v in constants.items()))
-    base = steered_stem(args.temperature, args.max_generated_tokens, args.steer_mode, args.run_id)
+    base = steered_stem(args.temperature, args.max_generated_tokens, args.steer_mode, args.steer_coef, args.run_id)
     return SteerJob(model, name, args.dataset_dir, args.dataset, os.path.join(args.output_path, name, args.dataset),
                     base, args.max_generated_tokens, args.batch_size, args.limit, args.dtype, args.trust_remote_code,
                     args.steer_vector_path, layer if layer is not None else -1, args.inject_at, args.steer_mode,

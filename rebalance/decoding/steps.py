@@ -14,6 +14,10 @@ import torch
 
 from .row_state import RowState
 
+# Named in every run card: change it when the step rule or the confidence of a step changes, so a
+# run is not resumed across the change.
+STEP_RULE = "blank line inside the thinking region; step confidence = geometric mean of max p (v1)"
+
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 

@@ -7,6 +7,7 @@ import sys
 
 from ..commands.flags import positive_int
 from ..errors import cli_entry
+from ..files.names import RunName
 from . import __doc__ as ORGANISM_DOC
 from .recipe import HELDOUT_SIZE, SEEN_SIZE, write_sets
 from .sweep import compare_runs
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "train":
         print(organism_model_dir(Recipe(seed=args.seed)))
     else:
-        compare_runs(args.folder, f"temp{args.temperature}_maxlen{args.maxlen}")
+        compare_runs(args.folder, RunName("off", float(args.temperature), int(args.maxlen)).suffix)
     return 0
 
 

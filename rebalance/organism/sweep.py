@@ -6,7 +6,6 @@ The paper's argument in one picture: no single coefficient does what the control
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -14,10 +13,10 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..files.atomic import atomic_write_text
+from ..files.names import merged_of_metrics, metrics_files, parse_stem, stem_of
 from ..files.shards import read_records
 
 RECHECK = re.compile(r"\bWait\b")
-STATIC = re.compile(r"^static(?P<coef>[-+0-9.e]+)_steer_")
 
 
 @dataclass(frozen=True)
@@ -49,20 +48,20 @@ def summarize(merged: str, metrics_path: str, label: str, coef: float | None) ->
 
 
 def find_runs(folder: str, suffix: str) -> list[RunSummary]:
-    """Graded runs named baseline_{suffix}, steer_{suffix} and static{c}_steer_{suffix}."""
+    """Graded runs of one length and temperature (`suffix`, e.g. temp0.0_maxlen192) without a run
+    id: the baseline, dynamic ReBalance and every static coefficient."""
     runs = []
-    for merged in sorted(glob.glob(os.path.join(glob.escape(folder), f"*_{suffix}.merged.jsonl"))):
-        metrics = merged[: -len(".jsonl")] + ".metrics.json"
-        name = os.path.basename(merged)[: -len(".merged.jsonl")]
-        if not os.path.isfile(metrics):
+    for metrics in metrics_files(folder, suffix):
+        merged = merged_of_metrics(metrics)
+        name = parse_stem(stem_of(merged))
+        if name is None or name.run_id or name.suffix != suffix or not os.path.isfile(merged):
             continue
-        if name == f"baseline_{suffix}":
+        if name.mode == "off":
             runs.append(summarize(merged, metrics, "baseline", None))
-        elif name == f"steer_{suffix}":
+        elif name.mode == "dynamic":
             runs.append(summarize(merged, metrics, "dynamic", None))
-        elif (match := STATIC.match(name)) is not None:
-            coef = float(match["coef"])
-            runs.append(summarize(merged, metrics, f"static {coef:g}", coef))
+        elif name.mode == "static":
+            runs.append(summarize(merged, metrics, f"static {name.coef:g}", name.coef))
     order = {"baseline": 0, "dynamic": 1}
     return sorted(runs, key=lambda r: (order.get(r.label, 2), -(r.coef or 0)))
 
@@ -130,7 +129,7 @@ def compare_runs(folder: str, suffix: str) -> list[RunSummary]:
     runs = find_runs(folder, suffix)
     if not runs:
         raise UsageError(f"{folder}: no graded run named baseline_{suffix}, steer_{suffix} or "
-                         f"static<c>_steer_{suffix} (merge and grade with check.py first; --maxlen and "
+                         f"static<c>_{suffix} (merge and grade with check.py first; --maxlen and "
                          f"--temperature pick the suffix)")
     text = table(runs)
     lines = verdict(runs)

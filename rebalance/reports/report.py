@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import io
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 
 from ..errors import UsageError, cli_entry, writable
 from ..files.atomic import atomic_write_text
+from ..files.cards import differences
+from ..files.names import graded_runs_below, parse_stem, stem_of
 from .paper import SOURCE, PaperCell, paper_cell
 
-RUN_NAME = re.compile(r"^(?P<prefix>.*?)(?P<mode>baseline|steer)_temp(?P<temp>[-0-9.e]+)_maxlen(?P<maxlen>\d+)$")
+# compared card fields that differ between a baseline and its ReBalance run by design, or that the
+# table flags from the run names already
+EXPECTED_TO_DIFFER = {"mode", "vector_sha256", "steer_layer", "inject_at", "constants", "coef", "temperature",
+                      "max_new_tokens"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,13 @@ class Run:
     accuracy: float     # % of the graded examples
     tokens: float       # average response tokens
     grader: str
+    tag: str = ""       # what tells a steered run from the release's name: run id, static coefficient
+    compared: dict | None = None  # the run card's compared fields, when the run has a card
+    commits: tuple[str, ...] = ()  # git commits of the code that made its records
+
+    @property
+    def commit(self) -> str:
+        return " + ".join(c[:7] for c in self.commits)
 
 
 @dataclass
@@ -63,20 +73,26 @@ class ReportRow:
 
 def read_run(path: str) -> Run | None:
     """A check.py metrics file as a Run; None for files that are not a run of this suite."""
-    name = os.path.basename(path)[: -len(".metrics.json")]
-    name = name[: -len(".merged")] if name.endswith(".merged") else name
-    match = RUN_NAME.match(name)
-    if not match:
+    stem = stem_of(path)
+    name = parse_stem(stem)
+    if name is None or name.mode == "collection":
         return None
     try:
         with open(path, encoding="utf-8") as handle:
             m = json.load(handle)
         correct = m["accuracy"] * m["n"] / 100.0  # check.py counts missing examples as wrong
         graded = int(m["graded"])
-        return Run(m.get("data_name") or os.path.basename(os.path.dirname(path)), name, match["mode"],
-                   float(match["temp"]), int(match["maxlen"]), graded, int(m["n"]),
-                   100.0 * correct / graded if graded else 0.0, float(m["avg_tokens"]), m.get("grader", "strict"))
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        card = m.get("run_card") or {}
+        prov = card.get("provenance", {})
+        commits = prov.get("git_commits") or [prov.get("git_commit")]
+        tag = "_".join(([name.run_id] if name.run_id else []) +
+                       ([f"static{name.coef:g}"] if name.mode == "static" else []))
+        return Run(m.get("data_name") or os.path.basename(os.path.dirname(path)), stem,
+                   "baseline" if name.mode == "off" else "steer", name.temperature, name.max_new_tokens, graded,
+                   int(m["n"]), 100.0 * correct / graded if graded else 0.0, float(m["avg_tokens"]),
+                   m.get("grader", "strict"), tag, card.get("compared"),
+                   tuple(str(c) for c in commits if c and c != "None"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise UsageError(f"{path}: not a check.py metrics file ({type(err).__name__}: {err})") from None
 
 
@@ -86,7 +102,7 @@ def pair_runs(model: str, runs: list[Run]) -> list[ReportRow]:
     for benchmark in sorted({r.benchmark for r in runs}):
         mine = [r for r in runs if r.benchmark == benchmark]
         bases = sorted((r for r in mine if r.mode == "baseline"), key=lambda r: r.label)
-        steers = sorted((r for r in mine if r.mode == "steer"), key=lambda r: (not r.label.startswith("steer_"), r.label))
+        steers = sorted((r for r in mine if r.mode == "steer"), key=lambda r: (r.tag != "", r.label))
         for base in bases[1:]:
             print(f"note: {benchmark}: several baselines, comparing with {bases[0].label} (not {base.label})",
                   file=sys.stderr)
@@ -112,6 +128,14 @@ def comparison_flags(base: Run | None, steer: Run | None) -> list[str]:
         flags.append(f"temperature {base.temperature:g} vs {steer.temperature:g}")
     if base.grader != steer.grader:
         flags.append(f"grader {base.grader} vs {steer.grader}")
+    if base.compared is not None and steer.compared is not None:
+        flags += [f"{field} {a} vs {b}" for field, a, b in differences(base.compared, steer.compared)
+                  if field not in EXPECTED_TO_DIFFER]
+    for run in (base, steer):
+        if len(run.commits) > 1:
+            flags.append(f"{run.label} mixes code versions ({run.commit})")
+    if base.commits and steer.commits and base.commits != steer.commits:
+        flags.append(f"code {base.commit} vs {steer.commit}")
     return flags
 
 
@@ -124,15 +148,14 @@ def _arrow(a: float | None, b: float | None, fmt: str) -> str:
 
 
 COLUMNS = ["benchmark", "graded", "baseline acc", "ReBalance acc", "change (pts)", "baseline tokens",
-           "ReBalance tokens", "change (%)", "paper acc", "paper tokens", "flags"]
+           "ReBalance tokens", "change (%)", "paper acc", "paper tokens", "flags", "commit"]
 
 
 def table_cells(row: ReportRow) -> list[str]:
     runs = [r for r in (row.base, row.steer) if r is not None]
     graded = " / ".join(dict.fromkeys(f"{r.graded}/{r.n}" for r in runs))
     paper = row.paper
-    return [row.benchmark + (f" ({row.steer.label.split('steer_')[0].rstrip('_')})"
-                             if row.steer and not row.steer.label.startswith("steer_") else ""),
+    return [row.benchmark + (f" ({row.steer.tag})" if row.steer and row.steer.tag else ""),
             graded,
             _num(row.base and row.base.accuracy, ".1f"), _num(row.steer and row.steer.accuracy, ".1f"),
             _num(row.delta_points, "+.1f"),
@@ -140,7 +163,12 @@ def table_cells(row: ReportRow) -> list[str]:
             _num(row.delta_tokens, "+.1f"),
             _arrow(paper and paper.base_acc, paper and paper.steer_acc, ".1f"),
             _arrow(paper and paper.base_tokens, paper and paper.steer_tokens, ".0f"),
-            "; ".join(row.flags)]
+            "; ".join(row.flags), row_commit(row)]
+
+
+def row_commit(row: ReportRow) -> str:
+    """The code that made the row's runs: one commit, or both when they differ."""
+    return " vs ".join(dict.fromkeys(r.commit for r in (row.base, row.steer) if r is not None and r.commit))
 
 
 def markdown(model: str, rows: list[ReportRow]) -> str:
@@ -159,7 +187,7 @@ def csv_text(model: str, rows: list[ReportRow]) -> str:
     writer = csv.writer(out)
     writer.writerow(["model", "benchmark", "run", "graded", "n", "base_acc", "steer_acc", "delta_pts", "base_tokens",
                      "steer_tokens", "delta_tokens_pct", "paper_base_acc", "paper_steer_acc", "paper_base_tokens",
-                     "paper_steer_tokens", "flags"])
+                     "paper_steer_tokens", "flags", "commit"])
     for row in rows:
         run = row.steer or row.base
         p = row.paper
@@ -168,7 +196,8 @@ def csv_text(model: str, rows: list[ReportRow]) -> str:
                          _num(row.delta_points, ".4f"), _num(row.base and row.base.tokens, ".2f"),
                          _num(row.steer and row.steer.tokens, ".2f"), _num(row.delta_tokens, ".4f"),
                          _num(p and p.base_acc, "g"), _num(p and p.steer_acc, "g"),
-                         _num(p and p.base_tokens, "g"), _num(p and p.steer_tokens, "g"), "; ".join(row.flags)])
+                         _num(p and p.base_tokens, "g"), _num(p and p.steer_tokens, "g"), "; ".join(row.flags),
+                         row_commit(row)])
     return out.getvalue()
 
 
@@ -235,10 +264,10 @@ def model_dirs(paths: list[str]) -> list[str]:
     for path in paths:
         if not os.path.isdir(path):
             raise UsageError(f"{path}: no such folder (give OUTPUT_DIR/MODEL)")
-        if glob.glob(os.path.join(glob.escape(path), "*", "*.metrics.json")):
+        if graded_runs_below(path, 1):
             found.append(path)
             continue
-        inner = sorted({os.path.dirname(os.path.dirname(p)) for p in glob.glob(os.path.join(glob.escape(path), "*", "*", "*.metrics.json"))})
+        inner = sorted({os.path.dirname(os.path.dirname(p)) for p in graded_runs_below(path, 2)})
         if not inner:
             raise UsageError(f"{path}: no graded runs (*.metrics.json from check.py) in its benchmark folders")
         found += inner
@@ -247,8 +276,7 @@ def model_dirs(paths: list[str]) -> list[str]:
 
 def build_report(model_dir: str) -> tuple[str, list[ReportRow]]:
     model = os.path.basename(os.path.normpath(model_dir))
-    runs = [run for path in sorted(glob.glob(os.path.join(glob.escape(model_dir), "*", "*.metrics.json")))
-            if (run := read_run(path)) is not None]
+    runs = [run for path in graded_runs_below(model_dir, 1) if (run := read_run(path)) is not None]
     if not runs:
         raise UsageError(f"{model_dir}: no graded baseline_/steer_ runs")
     return model, pair_runs(model, runs)
