@@ -205,7 +205,11 @@ def steering_fields(job: SteerJob) -> dict:
             "seed": job.seed if sampled else None, "repetition_penalty": job.repetition_penalty}
 
 
-def run_steering(job: SteerJob, num_gpus: int) -> None:
-    card = run_card(job, num_gpus, steering_fields(job), {"vector_path": job.vector_path and
+def steering_card(job: SteerJob, num_gpus: int) -> RunCard:
+    return run_card(job, num_gpus, steering_fields(job), {"vector_path": job.vector_path and
                                                           os.path.abspath(job.vector_path)})
+
+
+def run_steering(job: SteerJob, num_gpus: int, card: RunCard | None = None) -> None:
+    card = card or steering_card(job, num_gpus)
     run_data_parallel(steer_rank, job, num_gpus, claim(job, card))

@@ -43,6 +43,12 @@ def listing(folder):
     return sorted(os.listdir(folder))
 
 
+def snapshot(folder):
+    """Every file's bytes and modification time."""
+    return {name: (open(os.path.join(folder, name), "rb").read(), os.stat(os.path.join(folder, name)).st_mtime_ns)
+            for name in listing(folder)}
+
+
 def by_idx(path):
     return {rec["idx"]: rec for rec in read_records(path)}
 
@@ -82,14 +88,14 @@ def test_a_resume_with_another_setting_is_refused_naming_it(flag, before, after,
     first = argv + ([flag, before] if before else [])
     assert run_main(transformer_inference_steer_dp.main, first, capsys)[0] == 0
     folder = shard_dir(out, model, toy_data)
-    files = {name: open(os.path.join(folder, name), "rb").read() for name in listing(folder)}
+    files = snapshot(folder)
     second = steer_argv(model, toy_data, out, other if after == "other" else vector, "--limit", "4")
     if after != "other":
         second += [flag, after]
     status, err = run_main(transformer_inference_steer_dp.main, second, capsys)
     assert status == 2
     assert field in err and "another --run_id or --output_path" in err
-    assert {name: open(os.path.join(folder, name), "rb").read() for name in listing(folder)} == files  # nothing written
+    assert snapshot(folder) == files  # nothing written, not even the control-surface plot
     # the same change under its own run id is a run of its own
     assert run_main(transformer_inference_steer_dp.main, second + ["--run_id", "b"], capsys)[0] == 0
 

@@ -10,8 +10,9 @@ from ..calibration import CONSTANT_NAMES, resolve
 from ..errors import UsageError
 from ..examples import load_examples
 from ..files.names import steered_stem
+from ..files.shards import check_cards
 from ..models import model_basename, model_shape, resolve_model_path
-from ..runs import SteerJob, run_steering
+from ..runs import SteerJob, run_steering, steering_card
 from ..steering import MODES, load_vector, site_index
 from .flags import add_model_flags, add_run_flags
 
@@ -88,6 +89,8 @@ def make_job(args: argparse.Namespace) -> SteerJob:
 def main(argv: list[str] | None, variant: str, description: str) -> int:
     args = build_parser(variant, description).parse_args(argv)
     job = make_job(args)
+    card = steering_card(job, args.num_gpus)
+    check_cards(job.out_dir, job.base, card)  # a resume made differently stops here, before any file is written
     os.makedirs(job.out_dir, exist_ok=True)
     if job.mode == "dynamic":
         from ..control import ControlFunction
@@ -95,6 +98,6 @@ def main(argv: list[str] | None, variant: str, description: str) -> int:
 
         surface = plot_control_surface(ControlFunction(**job.constants), os.path.join(job.out_dir, "control_surface.png"))
         print(f"control surface: {surface}")
-    run_steering(job, args.num_gpus)
+    run_steering(job, args.num_gpus, card)
     print(f"records: {job.out_dir}/{job.base}.shard*.jsonl")
     return 0
