@@ -1,6 +1,7 @@
 """Both analysis scripts end to end: planted vectors and constants, a real collection run, bad input."""
 
 import json
+import csv
 import os
 
 import numpy as np
@@ -93,8 +94,12 @@ def test_collection_run_feeds_both_scripts_and_the_steered_run_reads_the_calibra
     status, out = run_main(hidden_config_ridge.main, ["--jsonl_path", jsonl, "--hidden_dir", hidden], capsys, "out")
     assert status == 0
     best = int(out.strip().splitlines()[-1])
-    assert 0 <= best <= 3 and "records used: 10" in out
-    assert os.path.isfile(jsonl[:-6] + ".ridge_r2.png") and os.path.isfile(jsonl[:-6] + ".ridge_r2.csv")
+    assert "records used: 10" in out
+    assert os.path.isfile(jsonl[:-6] + ".ridge_r2.png")
+    with open(jsonl[:-6] + ".ridge_r2.csv") as handle:
+        scores = {int(row["layer"]): float(row["r2"]) for row in csv.DictReader(handle)}
+    assert sorted(scores) == [0, 1, 2, 3]  # every residual site of the 3-block model was scored
+    assert best == max(scores, key=scores.get)  # the last line names the best of the written scores
     save = str(tmp_path / "vectors" / "qwen2" / f"steer_vector_layer{best}_conf_mixed.pt")
     status, err = run_main(hidden_analysis_auto.main, ["--jsonl_path", jsonl, "--hidden_dir", hidden,
                                                        "--layer_id", str(best), "--save_path", save], capsys)

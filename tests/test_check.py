@@ -51,9 +51,15 @@ def test_check_with_baseline_writes_metrics_graded_and_plot(tiny_dirs, gsm_like,
         b = json.load(handle)
     assert b["accuracy"] == 50.0 and b["wrong"] == [3, 4, 5] and b["avg_tokens"] > 5 * m["avg_tokens"]
     graded = [json.loads(line) for line in open(stem + ".graded.jsonl")]
+    # token counts from the pieces around the </think> token, each tokenized on its own
+    from conftest import load
+
+    _, tokenizer = load(tiny_dirs["qwen2"])
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    think, answer = count("ok\n"), count("\n\n$\\boxed{7}$")
+    assert think >= 1 and answer >= 3
     assert graded[0] == {"idx": 0, "extracted_answers": ["7"], "gold_answer": "7", "is_correct": [True],
-                         "num_tokens": graded[0]["num_tokens"], "num_think_tokens": graded[0]["num_think_tokens"],
-                         "think_closed": [True]}
+                         "num_tokens": [think + 1 + answer], "num_think_tokens": [think], "think_closed": [True]}
     assert os.path.getsize(stem + ".lengths.png") > 1000
     delta = [line for line in out.splitlines() if line.startswith("delta")][0]
     assert "+33.33 pts" in delta and "%" in delta

@@ -166,26 +166,48 @@ def test_a_second_run_on_a_held_shard_stops_naming_it_and_the_pid(tiny_dirs, toy
     assert [r["idx"] for r in read_records(shard)] == [0, 1, 2, 3, 4]
 
 
+HOLDER = """
+import sys
+sys.path.insert(0, {root!r})
+import rebalance.runs as runs
+import transformer_inference_dp
+real, calls = runs.save_hidden, [0]
+def save_then_wait(hidden, folder, idx):
+    calls[0] += 1
+    if calls[0] == 1:  # the lock is held and one example is decoded: say so, wait for the test's word
+        print("holding", flush=True)
+        sys.stdin.readline()
+    real(hidden, folder, idx)
+runs.save_hidden = save_then_wait
+transformer_inference_dp.main(sys.argv[1:])
+"""
+
+
 def start_run(argv):
-    """A collection run in its own process; returns once it holds its shard lock (it says so)."""
-    proc = subprocess.Popen([sys.executable, "transformer_inference_dp.py", *argv], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    """A collection run in its own process, returned while it holds its shard lock mid-run: it
+    stops at its first example until a line arrives on its stdin (`release`)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(root=ROOT), *argv], cwd=ROOT, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     for line in proc.stdout:
-        if line.startswith("writing "):
+        if line.startswith("holding"):
             return proc
-    raise AssertionError(f"the run ended without taking its lock (exit {proc.wait()})")
+    raise AssertionError(f"the run ended before holding its lock mid-run (exit {proc.wait()})")
+
+
+def release(proc):
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
 
 
 def test_concurrent_runs_one_finishes_the_other_exits_2(tiny_dirs, tmp_path):
     data = write_dataset(tmp_path / "data", problems=["What is 2 + 2?"] * 8)
     argv = collect_argv(tiny_dirs["qwen2"], data, tmp_path / "o", "--max_generated_tokens", "24")
-    first = start_run(argv)
-    first.send_signal(signal.SIGSTOP)  # keep it mid-run, holding the lock, while the second starts
+    first = start_run(argv)  # mid-run, holding the lock, until released
     try:
         second = subprocess.run([sys.executable, "transformer_inference_dp.py", *argv], cwd=ROOT, text=True,
                                 capture_output=True)
     finally:
-        first.send_signal(signal.SIGCONT)
+        release(first)
     assert first.wait() == 0
     assert second.returncode == 2
     assert f"is being written by another run (pid {first.pid})" in second.stderr.strip().splitlines()[-1]

@@ -40,8 +40,10 @@ def test_floats_and_tensors_agree_and_keep_shape():
     out = f(c, v)
     assert out.shape == (2, 2) and out.dtype == torch.float32
     assert out[0, 1].item() == f(0.7, 0.0)
-    # NaN confidence: F1 reads it as 0.5, the gates see NaN and stay shut (the release's behaviour)
-    assert isinstance(f(0.5, 0.0), float)
+    # NaN confidence: F1 reads it as 0.5, but the gates take c as it is, so f is NaN. The controller
+    # never asks: only a step with at least one token gets a coefficient (an empty one keeps the last)
+    assert float(f.baseline(torch.tensor(float("nan")))) == float(f.baseline(torch.tensor(0.5)))
+    assert math.isnan(out[1, 1].item()) and math.isnan(f(float("nan"), 0.0))
 
 
 def test_bad_constants_are_refused():

@@ -3,6 +3,7 @@
 import json
 
 import hanging_judge
+import slow_import_judge
 import pytest
 from tiny import make_tokenizer
 
@@ -98,3 +99,11 @@ def test_one_pass_thinking_counts_equal_tokenizing_the_thinking_part(tokenizer):
     totals, thinks = count_tokens(tokenizer, texts, batch=3)
     assert totals == [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     assert thinks == [len(tokenizer(think_text(t), add_special_tokens=False)["input_ids"]) for t in texts]
+
+
+def test_the_pool_limit_starts_when_the_comparison_does():
+    """Starting the workers and importing the judge (two seconds here) is not part of a comparison's
+    one-second limit."""
+    pairs = [("1", "1"), ("2", "3"), ("4", "4")]
+    verdicts, timed_out = math_verify_all(pairs, workers=1, timeout=1.0, judge=slow_import_judge.judge)
+    assert (verdicts, timed_out) == ([True, False, True], [])

@@ -49,9 +49,21 @@ def test_two_workers_give_two_shards_that_merge(tiny_dirs, toy_data, tmp_path, c
     assert "missing 1 of 6: [5]" in out
     merged = read_records(os.path.join(folder, f"{base}.merged.jsonl"))
     assert [r["idx"] for r in merged] == [0, 1, 2, 3, 4]
+    # each file holds its own example's rows: the same as one process decoding the five alone
+    from conftest import load
+
+    from rebalance.decode import collect_batch
+    from rebalance.decoding.records import make_table
+    from rebalance.examples import load_examples
+
+    model, tokenizer = load(model_dir)
+    alone = collect_batch(model, tokenizer, make_table(model, tokenizer), load_examples(*toy_data), 12)
     for idx in range(5):
         hidden = torch.load(os.path.join(folder, f"hidden_{idx}.pt"), weights_only=True)
-        assert hidden[0][0]["step"].shape[0] == len(merged[idx]["sentence_confidences"]) - 1
+        assert merged[idx]["generated_responses"] == alone[idx].record["generated_responses"]
+        for layer in range(4):
+            torch.testing.assert_close(hidden[layer][0]["step"], alone[idx].hidden[layer][0]["step"], rtol=1e-4,
+                                       atol=1e-4)
 
 
 def test_killed_run_resumes_without_duplicates(tiny_dirs, toy_data, tmp_path, capsys, monkeypatch):
@@ -154,4 +166,6 @@ def test_problem_with_blank_lines_keeps_pairing(tiny_dirs, tmp_path, capsys):
     folder = shard_dir(tmp_path / "o", tiny_dirs["qwen3"], data)
     record = read_records(os.path.join(folder, "origin_temp0.7_maxlen12.shard0.jsonl"))[0]
     hidden = torch.load(os.path.join(folder, "hidden_0.pt"), weights_only=True)
-    assert hidden[0][0]["step"].shape[0] == len(record["sentence_confidences"]) - 1
+    # the prompt's blank lines start no step: the steps are those of the response alone
+    assert "".join(record["step_texts"]) == record["generated_responses"][0]
+    assert len(record["sentence_confidences"]) == len(record["step_texts"]) == hidden[0][0]["step"].shape[0] + 1

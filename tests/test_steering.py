@@ -1,7 +1,7 @@
 """Steering through hooks: exact additions, the controller against an independent recomputation,
 batch invariance, and the baselines (off, static 0)."""
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import pytest
 import torch
@@ -13,7 +13,7 @@ import transformer_inference_steer_dp
 from rebalance.calibration import generic
 from rebalance.control import ControlFunction
 from rebalance.decode import steer_batch
-from rebalance.decoding.engine import Engine
+from rebalance.decoding.engine import Engine, RowAwareProcessor
 from rebalance.decoding.hooks import residual_hook
 from rebalance.decoding.records import make_table
 from rebalance.decoding.sampling import ReleasedTopP
@@ -42,9 +42,11 @@ def run(model, tokenizer, table, setup, examples=EXAMPLES, max_new_tokens=24, **
     return steer_batch(model, tokenizer, table, examples, setup, max_new_tokens, **kw)
 
 
-def independent_coefficients(model, tokenizer, table, prompt, tokens, control, initial=-1.0):
-    """docs/method.md §8 recomputed from one plain forward's max-probabilities, in plain Python."""
-    _, logp = full_forward(model, prompt, tokens)
+def independent_coefficients(model, tokenizer, table, prompt, tokens, control, initial=-1.0, logp=None):
+    """docs/method.md §8 recomputed from one plain forward's max-probabilities (or the `logp`
+    given), in plain Python."""
+    if logp is None:
+        _, logp = full_forward(model, prompt, tokens)
     p = logp.exp().tolist()
     total, count, prev, coef, applied = 0.0, 0, None, initial, []
     thinking, closed = thinking_at_start(prompt, table), False
@@ -171,9 +173,120 @@ def test_off_is_plain_greedy_and_static_zero_is_off(tiny):
     assert all(r.record["steer_coefs"] for r in steered)
 
 
-def test_output_injection_site_is_one_block_later(tiny):
-    model, _, _ = tiny
-    assert setup_for(model, layer=1, inject_at="output").site == setup_for(model, layer=2).site == 2
+class RowScripts(RowAwareProcessor):
+    """Example idx writes scripts[idx] (the confidences still come from the raw logits)."""
+
+    def __init__(self, scripts):
+        self.scripts = scripts
+
+    def __call__(self, input_ids, scores, rows=None):
+        forced = torch.full_like(scores, float("-inf"))
+        for row, (idx, step) in enumerate(zip(rows.example_idx.tolist(), rows.generated.tolist())):
+            forced[row, self.scripts[idx][step]] = 0.0
+        return forced
+
+
+def recorded_steering(model, tokenizer, table, setup, scripts, record_at):
+    """Run two examples side by side through the engine; per decoding step, the last position's
+    hidden state at each index of `record_at`, before and after the steering hook."""
+    seen = {}
+
+    def keep(key):
+        def fn(hidden):
+            seen.setdefault(key, []).append(hidden[:, -1, :].detach().clone())
+        return fn
+
+    class Recording(Steerer):
+        @contextmanager
+        def hooks(self):
+            with ExitStack() as stack:  # recorders before the steerer's hook see it unedited, after it edited
+                for index in record_at:
+                    stack.enter_context(residual_hook(model, index, keep(("pre", index))))
+                stack.enter_context(super().hooks())
+                for index in record_at:
+                    stack.enter_context(residual_hook(model, index, keep(("post", index))))
+                yield self
+
+    length = len(scripts[0])
+    engine = Engine(model, tokenizer, table, prompt=lambda ex: prompt_ids(tokenizer, ex.problem), width=2,
+                    max_new_tokens=length, processors=[RowScripts(scripts)], plugins=[Recording(model, setup)])
+    with engine:
+        done = {d.example.idx: d for d in engine.run(EXAMPLES[:2])}
+    return done, seen
+
+
+def block_output_hook(model, block, deltas):
+    """Plain PyTorch, no project code: add deltas[position] to the output of decoder block `block`."""
+    def hook(_module, _args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden = hidden.clone()
+        for position, delta in deltas.items():
+            hidden[0, position] += delta.to(hidden.dtype)
+        return (hidden,) + tuple(output[1:]) if isinstance(output, tuple) else hidden
+    return model.model.layers[block].register_forward_hook(hook)
+
+
+def test_dynamic_steering_with_a_vector_adds_coef_times_s_in_its_row_and_matches_a_full_forward(tiny):
+    """Two rows whose boundaries fall at different steps, a non-zero vector: at every decoding step
+    each row's hidden state moves by exactly its recorded coefficient x S when it feeds a boundary
+    and not at all otherwise, and those coefficients are what the controller computes from one full
+    forward of each response with the same deltas applied."""
+    model, tokenizer, table = tiny
+    vocab = tokenizer.get_vocab()
+    ids = lambda text: [vocab[t] for t in text.split()]  # noqa: E731
+    scripts = {0: ids("a ĊĊ b b ĊĊ a a ĊĊ b a"), 1: ids("b b b a ĊĊ a ĊĊ ĊĊ b a")}
+    blank = vocab["ĊĊ"]
+    # random models are unsure of every token: a control function sloped over low confidences, so each
+    # coefficient says which tokens its step mean took (the generic one sits at its floor there)
+    sloped = ControlFunction(q25c=0.01, q75c=0.99, low_val_1=-1.0, q25v=1.0, q75v=2.0, low_val_2=-1.0)
+    base = setup_for(model, scale=1.0)  # input of block 2 (index 2)
+    setup = SteeringSetup(base.vector, base.site, "dynamic", -1.0, sloped)
+    done, seen = recorded_steering(model, tokenizer, table, setup, scripts, [setup.site])
+    vector = setup.vector.to(model.device)
+    pre, post = seen[("pre", setup.site)], seen[("post", setup.site)]
+    assert len(pre) == len(scripts[0])  # the prefill, then one step per fed token (the last is never fed)
+    assert torch.equal(pre[0], post[0])  # the prompt is never steered
+    for row in (0, 1):
+        coefs = done[row].values["steer_coefs"]
+        steered = [t for t in range(1, len(pre)) if not torch.equal(pre[t][row], post[t][row])]
+        assert steered == [t for t in range(1, len(pre)) if scripts[row][t - 1] == blank]  # its own boundaries
+        assert len(coefs) == len(steered) >= 3
+        for coef, t in zip(coefs, steered):
+            torch.testing.assert_close(post[t][row] - pre[t][row], (coef * vector).to(pre[t].dtype),
+                                       atol=TOL.row * float(post[t][row].float().norm()), rtol=0)
+        # the full forward of this response, with those deltas at the boundary positions (block 1 feeds index 2)
+        prompt = prompt_ids(tokenizer, EXAMPLES[row].problem)
+        tokens = scripts[row]
+        positions = [len(prompt) + t - 1 for t in steered]
+        handle = block_output_hook(model, setup.site - 1, {pos: c * vector for pos, c in zip(positions, coefs)})
+        try:
+            _, logp = full_forward(model, prompt, tokens)
+        finally:
+            handle.remove()
+        expected = independent_coefficients(model, tokenizer, table, prompt, tokens, sloped, logp=logp)
+        assert coefs == pytest.approx(expected, abs=TOL.coef)
+        assert len(set(round(c, 4) for c in coefs)) >= 2  # the controller moved: not the initial -1 throughout
+
+
+@pytest.mark.parametrize("inject_at", ["input", "output"])
+def test_the_vector_lands_at_the_input_or_the_output_of_block_l(tiny, inject_at):
+    """Layer L = 1: `input` edits HF hidden_states[1] (block 1's input) and leaves index 0 alone;
+    `output` edits hidden_states[2] (block 1's output, the Qwen3 release's site) and leaves
+    hidden_states[1] alone."""
+    model, tokenizer, table = tiny
+    vocab = tokenizer.get_vocab()
+    script = [vocab[t] for t in "a ĊĊ b a ĊĊ b".split()]
+    setup = setup_for(model, mode="static", coef=1.5, layer=1, inject_at=inject_at)
+    target = 1 if inject_at == "input" else 2
+    assert setup.site == target
+    _, seen = recorded_steering(model, tokenizer, table, setup, {0: script, 1: script}, [target - 1, target])
+    vector = setup.vector.to(model.device)
+    for t in range(1, len(script)):
+        assert torch.equal(seen[("post", target - 1)][t], seen[("pre", target - 1)][t])  # upstream: untouched
+        moved = seen[("post", target)][t] - seen[("pre", target)][t]
+        expected = 1.5 * vector if script[t - 1] == vocab["ĊĊ"] else torch.zeros_like(vector)
+        torch.testing.assert_close(moved, expected[None, :].expand_as(moved).to(moved.dtype),
+                                   atol=TOL.row * float(seen[("post", target)][t].float().norm()), rtol=0)
 
 
 def test_released_top_p_keeps_top_token_and_drops_the_crossing_one():

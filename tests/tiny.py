@@ -31,8 +31,10 @@ CORPUS = [
 ] * 4
 
 
-def make_tokenizer(chat_template: str = R1_TEMPLATE):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def make_tokenizer(chat_template: str = R1_TEMPLATE, bos: str | None = None):
+    """`bos`: a special token the tokenizer puts in front of every text it encodes with special
+    tokens (as Llama's and the R1-distill tokenizers do)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())
@@ -41,8 +43,10 @@ def make_tokenizer(chat_template: str = R1_TEMPLATE):
     trainer = trainers.BpeTrainer(vocab_size=360, special_tokens=SPECIALS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     core.train_from_iterator(CORPUS, trainer)
+    if bos is not None:
+        core.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, core.token_to_id(bos))])
     return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   chat_template=chat_template)
+                                   bos_token=bos, chat_template=chat_template)
 
 
 def make_model(arch: str, vocab_size: int, eos_id: int, pad_id: int, seed: int = 0, boundary_ids=(), layers: int = 3):

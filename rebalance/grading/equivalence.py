@@ -3,7 +3,7 @@ everything else with the `math-verify` library, each of those comparisons under 
 worker process so a pathological expression cannot hang the run.
 
 Graders: `strict` (default) is math-verify's semantics; `paper` is the authors' own rules, kept in
-`release_grading` (docs/method.md §11); both run their hard comparisons through `math_verify_all`.
+`paper_rules.py` (docs/method.md §11); both run their hard comparisons through `math_verify_all`.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import time
+from queue import Empty
 from typing import Callable, Sequence
 
 from .answers import parse_number
 
 GRADERS = ("strict", "paper")
-TIMEOUT_S = 10.0  # per comparison, wall clock, in the worker
+TIMEOUT_S = 10.0  # per comparison, wall clock, counted from when the worker starts it
+STARTUP_S = 300.0  # for a worker to start and import its judge (not part of any comparison's limit)
 
 
 def _close(a: float, b: float, rel: float) -> bool:
@@ -66,24 +69,41 @@ def _worker(pair: tuple[str, str]) -> bool:
         return False
 
 
+_started = None  # in a worker: the queue on which each comparison announces its start
+
+
+def _announce_to(queue) -> None:
+    global _started
+    _started = queue
+
+
+def _timed(task: tuple[int, Callable[[tuple[str, str]], bool] | None, tuple[str, str]]) -> bool:
+    position, judge, pair = task
+    _started.put((position, time.monotonic()))  # CLOCK_MONOTONIC is one clock for every process
+    return (judge or _worker)(pair)
+
+
 def math_verify_all(pairs: Sequence[tuple[str, str]], workers: int | None = None, timeout: float = TIMEOUT_S,
                     judge: Callable[[tuple[str, str]], bool] | None = None) -> tuple[list[bool], list[int]]:
-    """Verdicts for (pred, gold) pairs in worker processes; a comparison still running after
-    `timeout` seconds is judged False, its pool is torn down and the rest go to a fresh one.
-    Returns the verdicts and the positions that timed out."""
+    """Verdicts for (pred, gold) pairs in worker processes; a comparison still running `timeout`
+    seconds after its worker started it (starting workers and importing math-verify do not count)
+    is judged False, its pool is torn down and the rest go to a fresh one. Returns the verdicts and
+    the positions that timed out."""
     verdicts: list[bool | None] = [None] * len(pairs)
     timed_out: list[int] = []
     pending = list(range(len(pairs)))
     workers = max(1, min(workers or os.cpu_count() or 1, len(pairs) or 1))
     ctx = mp.get_context("spawn")
     while pending:
-        pool = ctx.Pool(workers)
+        started_queue = ctx.Queue()
+        started: dict[int, float] = {}
+        pool = ctx.Pool(workers, initializer=_announce_to, initargs=(started_queue,))
         try:
-            handles = [(i, pool.apply_async(judge or _worker, (pairs[i],))) for i in pending]
+            handles = [(i, pool.apply_async(_timed, ((i, judge, pairs[i]),))) for i in pending]
             pending = []
             for pos, (i, handle) in enumerate(handles):
                 try:
-                    verdicts[i] = handle.get(timeout=timeout)
+                    verdicts[i] = handle.get(timeout=_time_left(i, handle, started, started_queue, timeout))
                 except mp.TimeoutError:
                     verdicts[i] = False
                     timed_out.append(i)
@@ -96,4 +116,18 @@ def math_verify_all(pairs: Sequence[tuple[str, str]], workers: int | None = None
         finally:
             pool.terminate()
             pool.join()
+            started_queue.close()
     return [bool(v) for v in verdicts], timed_out
+
+
+def _time_left(position: int, handle, started: dict[int, float], queue, timeout: float) -> float:
+    """Wait until comparison `position` has started (or finished), then what is left of its limit."""
+    give_up = time.monotonic() + STARTUP_S
+    while position not in started and not handle.ready():
+        try:
+            index, at = queue.get(timeout=min(0.05, max(give_up - time.monotonic(), 0.0)))
+            started[index] = at
+        except Empty:
+            if time.monotonic() >= give_up:
+                return 0.0
+    return max(timeout - (time.monotonic() - started.get(position, time.monotonic())), 0.0)
