@@ -256,6 +256,23 @@ class WidthProbe(RowAwareProcessor):
         return scores
 
 
+def test_record_fields_at_a_known_eos_and_at_the_limit(tiny):
+    """Example 0 writes four tokens then EOS; example 1 is still writing at the 6-token limit."""
+    model, tokenizer, table = tiny
+    vocab = tokenizer.get_vocab()
+    scripts = [[vocab[t] for t in "a b ĊĊ a".split()], [vocab[t] for t in "b ĊĊ a a b ĊĊ a".split()]]
+    out = {r.record["idx"]: r for r in collect_stream(model, tokenizer, table, QUEUE[:2], 6,
+                                                         processors=[Script(scripts, table.eos_ids[0])], width=2)}
+    ended, cut = out[0].record, out[1].record
+    assert (ended["finish_reason"], ended["num_tokens"]) == ("eos", 5)  # the EOS is counted ...
+    assert ended["generated_responses"] == ["ab\n\na"]  # ... and not written
+    assert out[0].tokens == scripts[0] + [table.eos_ids[0]]
+    assert (cut["finish_reason"], cut["num_tokens"]) == ("length", 6)
+    assert cut["generated_responses"] == ["b\n\naab\n\n"] and out[1].tokens == scripts[1][:6]
+    assert (ended["step_texts"], cut["step_texts"]) == (["ab\n\n", "a"], ["b\n\n", "aab\n\n"])
+    assert len(ended["sentence_confidences"]) == 2 and ended["think_closed"] is False
+
+
 def test_the_cache_drops_columns_no_live_row_needs(tiny):
     model, tokenizer, table = tiny
     queue = QUEUE

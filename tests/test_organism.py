@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import load
 
+from rebalance.examples import prompt_ids
 from rebalance.models import model_basename, resolve_model_path
 from rebalance.organism import train as organism
 from rebalance.organism.lora import add_lora, merge_lora
@@ -103,6 +104,32 @@ def test_lora_starts_at_the_base_and_merges_exactly(tiny_dirs):
     assert not any("lora" in name for name, _ in model.named_parameters())
     assert (adapted - before).abs().max() > 1e-3
     assert torch.allclose(merged, adapted, atol=1e-5)
+
+
+def test_the_loss_is_on_the_response_and_its_end_only(tiny_dirs):
+    _, tokenizer = load(tiny_dirs["qwen2"])
+    prompt = prompt_ids(tokenizer, "What is 2 x 3 + 4?")
+    response = "First, 2 x 3 = 6.\n\nThe answer is 10."
+    ids, labels = organism.encode(tokenizer, "What is 2 x 3 + 4?", response)
+    answer = tokenizer(response, add_special_tokens=False)["input_ids"]
+    assert ids == prompt + answer + [tokenizer.eos_token_id]
+    assert labels == [-100] * len(prompt) + answer + [tokenizer.eos_token_id]
+    short = organism.encode(tokenizer, "What is 2?", "2.")
+    batch_ids, batch_labels, mask = next(organism._batches([(ids, labels), short], 2, 1, 0, pad_id=0))
+    for row in range(2):  # right padding: no loss and no attention there
+        width = int(mask[row].sum())
+        assert mask[row, :width].all() and not mask[row, width:].any()
+        assert (batch_labels[row, width:] == -100).all() and (batch_ids[row, width:] == 0).all()
+    assert sorted(int(m.sum()) for m in mask) == sorted([len(ids), len(short[0])])
+
+
+def test_training_lowers_the_loss_on_what_it_sees(tiny_dirs, tmp_path):
+    """Twelve steps on two traces: the loss falls well below where it started (6.5 -> 3.5 here)."""
+    data = [("What is 2 x 3 + 4?", "First, 2 x 3 = 6.\n\nThen 6 + 4 = 10.\n\nThe answer is 10."),
+            ("What is 3 x 3 + 1?", "First, 3 x 3 = 9.\n\nThen 9 + 1 = 10.\n\nThe answer is 10.")]
+    recipe = organism.Recipe(steps=12, batch_size=2, warmup=1, rank=4, alpha=8, lr=1e-2, bf16_autocast=False)
+    losses = organism.train(tiny_dirs["qwen2"], str(tmp_path / "o"), recipe, data=data)
+    assert len(losses) == 12 and losses[-1] < 0.7 * losses[0]
 
 
 def test_training_command_on_a_tiny_model(tiny_dirs, tmp_path):
