@@ -69,3 +69,24 @@ def test_ridge_r2_and_tie_break():
     y = (X @ np.arange(6)).astype(np.float32)
     assert ridge_r2(X, y, RidgeSettings(alpha=1e-6, pca_components=6)) == pytest.approx(1.0, abs=1e-6)
     assert best_layer({4: 0.5, 2: 0.5, 7: 0.1}) == 2
+
+
+def test_ridge_r2_is_held_out():
+    """Pure noise, as many PCA components as rows allow and almost no regularisation: a fit that was
+    scored on its own rows would read about 1; held out, noise predicts worse than the mean."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(100, 60)).astype(np.float32)
+    y = rng.normal(size=100).astype(np.float32)
+    assert ridge_r2(X, y, RidgeSettings(alpha=1e-6, pca_components=60)) < 0.0
+
+
+def test_pca_keeps_only_the_largest_directions():
+    """y is read off a direction with a thousandth of the others' spread: with as many components as
+    large directions PCA drops it (R^2 about 0), with one more it is kept (R^2 about 1)."""
+    rng = np.random.default_rng(2)
+    loud = rng.normal(scale=1000.0, size=(400, 5))
+    quiet = rng.normal(scale=1.0, size=(400, 1))
+    X = np.hstack([loud, quiet]).astype(np.float32)
+    y = quiet[:, 0].astype(np.float32)
+    assert ridge_r2(X, y, RidgeSettings(alpha=1e-6, pca_components=5)) < 0.05
+    assert ridge_r2(X, y, RidgeSettings(alpha=1e-6, pca_components=6)) > 0.99

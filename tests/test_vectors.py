@@ -59,3 +59,16 @@ def test_saved_vector_loads_as_the_same_plain_tensor(tmp_path):
     save_vector(vector, str(path))
     loaded = torch.load(path, weights_only=True)
     assert type(loaded) is torch.Tensor and loaded.dtype == torch.float32 and torch.equal(loaded, vector)
+
+
+def test_lda_on_four_rows_by_hand():
+    """One dimension. Positive rows 1 and 3, negative -1 and 1: mu1 = 2, mu0 = 0, both variances 1, so
+    w = 2 / (1 + 1) = 1; the release's threshold t = -(w mu1 + w mu0) / 2 = -1; S = 2, u = 1.
+    alpha_mean = (w mu1 - t) / (w.u) / |S| = 3 / 2; alpha_all = (3 w - t) / (w.u) / |S| = 4 / 2 = 2.
+    Midpoint 1: positive 3 and both negatives are on their side, positive 1 is not: 3 of 4."""
+    pos, neg = torch.tensor([[1.0], [3.0]]), torch.tensor([[-1.0], [1.0]])
+    lda = lda_diagnostics(pos, neg)
+    assert (lda.alpha_mean, lda.alpha_all, lda.threshold, lda.w_dot_u, lda.norm_s, lda.accuracy) == \
+           pytest.approx((1.5, 2.0, -1.0, 1.0, 2.0, 0.75), abs=1e-9)
+    assert steering_vector(pos, neg).tolist() == [2.0]
+    assert steering_vector(pos, neg, normalize=True).tolist() == [1.0]
