@@ -1,0 +1,116 @@
+"""`--grader paper`, rule by rule (docs/method.md §11): what the authors' grader extracts, how it
+normalises, how it compares, and the guard that keeps sympy from evaluating code. Each expected
+value is read off the rule it names; `tests/data/release_verdicts.json` holds verdicts produced by
+the authors' own grading code (outside this project) for the end-to-end check."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rebalance.grading.paper_rules import (_python_syntax, answers_equal, last_boxed, normalize, release_verdict,
+                                           words_to_number)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.mark.parametrize("response, boxed", [
+    ("so \\boxed{3} then \\boxed{42}.", "42"),                      # the last box anywhere
+    ("<think>maybe \\boxed{7}", "7"),                                # inside unfinished thinking too
+    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),                      # balanced braces
+    ("\\boxed{12", "12"),                                            # unbalanced: the rest
+    ("$\\boxed 5$ apples", "5"),                                     # brace-less: up to the next $
+    ("\\boxed{:7.}", "7"),                                          # one leading ':' and one trailing '.'
+    ("\\boxed{1\n  2}", "12"),                                      # newlines and the spaces after them
+    ("the answer is 7", ""),                                         # nothing boxed: no answer
+])
+def test_last_boxed(response, boxed):
+    assert last_boxed(response) == boxed
+
+
+@pytest.mark.parametrize("text, number", [
+    ("two hundred five", "205"), ("twenty-one", "21"), ("three thousand two hundred", "3200"),
+    ("007", "7"), ("two apples", "2"), ("x + 1", "x + 1"), ("thousand thousand", "thousand thousand"),
+])
+def test_number_words(text, number):
+    assert words_to_number(text) == number
+
+
+@pytest.mark.parametrize("raw, normal", [
+    ("5\\text{ cm}", "5"),                 # a trailing \text{...} goes as a unit
+    ("\\$18", "18"),                       # dollars
+    ("50\\%", "50"),                       # percent signs
+    ("x=5", "5"),                          # a variable's name
+    ("y = 2x + 1", "2x+1"),                # a short left side goes, spaces go
+    ("3+2j", "3+2i"),                      # j is i when there is no i
+    ("\\dfrac{3}{4}", "\\frac{3}{4}"),     # dfrac / tfrac
+    ("\\frac12", "\\frac{1}{2}"),          # braces added
+    ("3/4", "\\frac{3}{4}"),               # plain slash between whole numbers
+    ("2.0", "2"), ("2.50", "2.50"),        # only trailing zeros after a point that leave nothing
+    ("sandwich", "swich"),                 # "and" is deleted, inside words too
+    ("\\left(1,2\\right)", "(1,2)"),
+    ("\\sqrt2", "\\sqrt{2}"),
+    ("infinity", "\\infty"),
+    ("March 3", "3"),                      # month names go
+    (".5", "0.5"),
+])
+def test_normalize(raw, normal):
+    assert normalize(raw) == normal
+
+
+@pytest.mark.parametrize("pred, gold, equal", [
+    ("7", "7", True),
+    ("C", "C", True), ("the answer is (C)", "C", True), ("(C) 12", "C", True), ("D", "C", False),
+    ("3, 1, 2", "1,2,3", True),                       # comma parts, in any order
+    ("0.5", "50", True), ("50", "0.5", True),          # the gold also /100 and x100
+    ("3.14159", "3.1416", True), ("3.14", "3.1416", False),  # within 1e-4 absolute
+    ("1,000", "1000", True),
+    ("(1,2)", "(1,2.0)", True), ("(1,2)", "(2,1)", False),   # tuples element by element, in order
+    ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2.0\\\\3&4\\end{pmatrix}", True),
+    ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\4&3\\end{pmatrix}", False),
+    ("\\frac{1}{2}", "0.5", True),                    # sympy
+    ("2\\sqrt{2}", "\\sqrt{8}", True),
+    ("", "0", False),
+])
+def test_answers_equal(pred, gold, equal):
+    assert answers_equal(normalize(pred), normalize(gold)) is equal
+
+
+@pytest.mark.parametrize("pred, gold, equal", [
+    ("a+b=3", "3-a=b", True), ("xy=4", "4-xy=0", True), ("a+b=3", "a-b=3", False),
+])
+def test_equations_compare_both_sides_either_sign(pred, gold, equal):
+    """The equation rule, on answers as they reach it (normalize drops one- and two-letter left sides
+    and single letters it reads as units, so few equations survive it)."""
+    assert answers_equal(pred, gold) is equal
+
+
+@pytest.mark.parametrize("text", ["exit()", "quit()", "__import__('os').system('true')", "open('x', 'w')",
+                                  "globals()", "eval('1')", "[].__class__"])
+def test_code_is_never_evaluated(text):
+    with pytest.raises(ValueError):
+        _python_syntax(text)
+    assert release_verdict(text, "1") is False  # and the process is still here to say so
+
+
+def test_exit_in_an_answer_does_not_end_the_process():
+    """In a fresh interpreter, as the grading workers run: grading `exit()` returns a verdict."""
+    code = ("from rebalance.grading.paper_rules import release_verdict; "
+            "print('verdict', release_verdict('exit()', 'exit()'), release_verdict('quit()', '2'))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(HERE), capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split() == ["verdict", "True", "False"]
+
+
+def test_extraction_and_verdicts_of_the_authors_code():
+    """Responses graded by the authors' `extract_answer`, `strip_string` and `math_equal` (their
+    utils/, run outside this project with their pinned parsers; the verdicts are committed as data):
+    the grading table's responses and this file's rule cases, 248 in all."""
+    with open(os.path.join(HERE, "data", "release_verdicts.json"), encoding="utf-8") as handle:
+        cases = json.load(handle)["cases"]
+    assert len(cases) >= 200 and 50 < sum(c["verdict"] for c in cases) < len(cases) - 50
+    assert [c["pred"] for c in cases] == [last_boxed(c["response"]) for c in cases]
+    wrong = [(c["pred"], c["gold"], c["verdict"]) for c in cases
+             if (release_verdict(c["pred"], c["gold"]) if c["pred"] else False) != c["verdict"]]
+    assert wrong == []
