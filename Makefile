@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv test demo organism reproduce bench bench-gpu data vectors clean
+.PHONY: venv test demo organism reproduce bench bench-gpu mutation data vectors clean
 
 venv: $(VENV)/.installed
 
@@ -42,6 +42,14 @@ bench: venv
 bench-gpu: venv
 	$(BIN)/python bench/gpu.py
 
+# mutation testing (slow: a benchmark, not CI): make mutation [MUTANTS="rebalance.control*"] [TESTS="tests/test_control.py"]
+# modules and settings in pyproject.toml; one thread per worker, or torch's pool deadlocks in forked workers
+MUTANTS ?=
+TESTS ?=
+mutation: venv
+	$(BIN)/python -m pip install --quiet "mutmut==3.8.1"
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/mutation.py $(if $(TESTS),--tests $(TESTS)) $(MUTANTS)
+
 data: venv
 	$(BIN)/python -m rebalance.benchmarks.fetch data --out Data
 
@@ -49,4 +57,4 @@ vectors: venv
 	$(BIN)/python -m rebalance.benchmarks.fetch vectors --out .
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache Data/Organism_Seen Data/Organism_Heldout
+	rm -rf $(DEMO_OUT) .pytest_cache mutants Data/Organism_Seen Data/Organism_Heldout
