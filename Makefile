@@ -42,13 +42,14 @@ bench: venv
 bench-gpu: venv
 	$(BIN)/python bench/gpu.py
 
-# mutation testing (slow: a benchmark, not CI): make mutation [MUTANTS="rebalance.control*"] [TESTS="tests/test_control.py"]
-# modules and settings in pyproject.toml; one thread per worker, or torch's pool deadlocks in forked workers
-MUTANTS ?=
+# mutation testing (slow: a benchmark, not CI): make mutation [MODULES="rebalance/control.py"] [TESTS="tests/test_control.py"]
+# modules and their tests in bench/mutation.py, shared settings in pyproject.toml; one thread per worker
+# (forked workers deadlock in torch's thread pool otherwise)
+MODULES ?=
 TESTS ?=
 mutation: venv
 	$(BIN)/python -m pip install --quiet "mutmut==3.8.1"
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/mutation.py $(if $(TESTS),--tests $(TESTS)) $(MUTANTS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/mutation.py $(MODULES) $(if $(TESTS),--tests $(TESTS))
 
 data: venv
 	$(BIN)/python -m rebalance.benchmarks.fetch data --out Data
