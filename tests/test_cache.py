@@ -78,10 +78,13 @@ def test_drop_left_forgets_exactly_that_many_columns(drop, left):
 def test_pad_left():
     t = torch.tensor([[1, 2]])
     assert kvcache.pad_left(t, 2, dim=1, value=9).tolist() == [[9, 9, 1, 2]]
+    assert kvcache.pad_left(t, 1, dim=1).tolist() == [[0, 1, 2]]
     assert kvcache.pad_left(t, 0, dim=1) is t and kvcache.pad_left(t, -1, dim=1) is t
 
 
 def test_sliding_window_caches_are_refused_full_ones_accepted():
     assert len(kvcache.new_cache(Model(config())).layers) == LAYERS
-    with pytest.raises(UsageError, match="sliding-window attention"):
+    with pytest.raises(UsageError) as refused:
         kvcache.new_cache(Model(config(use_sliding_window=True, sliding_window=8, max_window_layers=0)))
+    assert str(refused.value) == ("this model has sliding-window attention layers; in-flight batching needs "
+                                  "full-attention caches")

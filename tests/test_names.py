@@ -78,3 +78,34 @@ def test_the_stem_command_prints_what_the_scripts_write(capsys):
     names.main(["static", "--coef", "-0.25", "--temperature", "0", "--maxlen", "192"])
     names.main(["dynamic", "--temperature", "0.7", "--maxlen", "16000", "--run_id", "r1"])
     assert capsys.readouterr().out.split() == ["static-0.25_temp0.0_maxlen192", "r1_steer_temp0.7_maxlen16000"]
+
+
+def test_paths_keep_their_folder_and_odd_names_stay_whole():
+    assert names.steered_stem(0.7, 5, "off", run_id="r") == "r_baseline_temp0.7_maxlen5"
+    assert names.steered_stem(0.7, 5, "dynamic", coef=-1.0, run_id="r") == "r_steer_temp0.7_maxlen5"
+    assert names.merged_path("out/m/d", "steer_temp0.7_maxlen5") == os.path.join("out/m/d", "steer_temp0.7_maxlen5.merged.jsonl")
+    assert names.card_path("x/run") == "x/run.run.json" and names.card_path("x/run.jsonl") == "x/run.run.json"
+    assert names.graded_path("a/b.txt") == "a/b.txt.graded.jsonl" and names.metrics_path("a/b.jsonl") == "a/b.metrics.json"
+    assert names.hidden_path("h", 3, "layer_{idx}.pt") == os.path.join("h", "layer_3.pt")
+
+
+@pytest.mark.parametrize("argv, stem", [
+    (["off", "--temperature", "0.7", "--maxlen", "12"], "baseline_temp0.7_maxlen12"),
+    (["collection", "--temperature", "0.7", "--maxlen", "12"], "origin_temp0.7_maxlen12"),
+    (["static", "--coef", "-1", "--temperature", "0", "--maxlen", "3", "--run_id", "x"], "x_static-1_temp0.0_maxlen3"),
+])
+def test_the_stem_command_for_every_mode(argv, stem, capsys):
+    names.main(argv)
+    assert capsys.readouterr().out.strip() == stem
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["static", "--temperature", "0", "--maxlen", "3"], "--coef is needed for a static run"),
+    (["static", "--coef", "1", "--maxlen", "3"], "the following arguments are required: --temperature"),
+    (["off", "--temperature", "0", "--maxlen", "x"], "argument --maxlen: invalid int value: 'x'"),
+    (["fast", "--temperature", "0", "--maxlen", "3"], "argument mode: invalid choice: 'fast'"),
+])
+def test_the_stem_command_refuses_bad_flags(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        names.main(argv)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
