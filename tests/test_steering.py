@@ -376,3 +376,22 @@ def test_the_qwen3_script_injects_at_block_output_with_its_penalty_and_constants
     # the other site and penalty give other confidences, so other coefficients (the text may agree: the
     # random model mostly writes blank lines)
     assert [r["steer_coefs"] for r in records] != [r["steer_coefs"] for r in outputs["default"][0]]
+
+
+def test_controller_on_hand_set_confidences():
+    """One row: steps "a b |", "|" (empty), "a |" with max probabilities .5 .7 .9, .9, .8 .9 (| a
+    boundary, its own p not counted), and f(c, v) = c + 10 v: the first step gives f(0.6, 0) = 0.6 (no
+    previous mean), the empty step keeps and applies it again, the third gives f(0.8, (0.8 - 0.6)^2 / 4)
+    = 0.9, since an empty step does not move the previous mean."""
+    from types import SimpleNamespace
+
+    from rebalance.steering import Controller
+
+    controller = Controller(lambda c, v: c + 10 * v, rows=1, initial_coef=-1.0, device="cpu")
+    applied = []
+    for token, p in (("a", 0.5), ("b", 0.7), ("|", 0.9), ("|", 0.9), ("a", 0.8), ("|", 0.9)):
+        boundary = torch.tensor([token == "|"])
+        tracker = SimpleNamespace(alive=torch.tensor([True]), is_boundary=boundary, boundary=boundary)
+        applied.append(float(controller.on_tokens(tracker, torch.tensor([p]))[0]))
+    assert [c != c for c in applied] == [True, True, False, False, True, False]  # NaN off the boundaries
+    assert [c for c in applied if c == c] == pytest.approx([0.6, 0.6, 0.9])
