@@ -44,8 +44,10 @@ MODULE_TESTS = {
 
 
 def scratch_copy(module: str, tests: list[str]) -> str:
-    """The tracked files in a temporary folder, with pyproject.toml narrowed to one module."""
-    folder = tempfile.mkdtemp(prefix="rebalance-mutation-")
+    """The tracked files in a temporary folder (`<tmp>/repo`, with `<tmp>/shared` pointing at the
+    shared data when it is beside this checkout), pyproject.toml narrowed to one module."""
+    parent = tempfile.mkdtemp(prefix="rebalance-mutation-")
+    folder = os.path.join(parent, "repo")
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, text=True, capture_output=True, check=True).stdout.split()
     for name in files:
         if os.path.isfile(os.path.join(ROOT, name)):
@@ -57,9 +59,9 @@ def scratch_copy(module: str, tests: list[str]) -> str:
     config += f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
     with open(os.path.join(folder, "pyproject.toml"), "w", encoding="utf-8") as handle:
         handle.write(config)
-    if os.path.isdir(os.path.join(ROOT, "..", "shared")):  # the tests that read ../shared/data find it
-        os.symlink(os.path.abspath(os.path.join(ROOT, "..", "shared")), os.path.join(folder, "..", "shared")) \
-            if not os.path.exists(os.path.join(folder, "..", "shared")) else None
+    shared = os.path.abspath(os.path.join(ROOT, "..", "shared"))
+    if os.path.isdir(shared):  # the tests that read ../shared/data find it
+        os.symlink(shared, os.path.join(parent, "shared"))
     return folder
 
 
@@ -84,7 +86,7 @@ def score(module: str, tests: list[str], show: bool = False) -> dict:
                 if line.endswith(": survived"):
                     print(mutmut(folder, "show", line.split(":")[0].strip()))
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(folder), ignore_errors=True)
     counts, survived = collections.Counter(), []
     for line in results.splitlines():
         match = KEY.match(line)
