@@ -90,7 +90,7 @@ def main(argv: list[str] | None, variant: str, description: str) -> int:
     args = build_parser(variant, description).parse_args(argv)
     job = make_job(args)
     card = steering_card(job, args.num_gpus)
-    check_cards(job.out_dir, job.base, card)  # a resume made differently stops here, before any file is written
+    check_cards(job.out_dir, job.base, card, warn=False)  # a resume made differently stops here, before any file
     os.makedirs(job.out_dir, exist_ok=True)
     if job.mode == "dynamic":
         from ..control import ControlFunction

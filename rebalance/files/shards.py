@@ -129,9 +129,9 @@ def hold_shards(shards: Sequence[str]) -> Iterator[None]:
         yield
 
 
-def check_cards(directory: str, stem: str, card: RunCard) -> None:
+def check_cards(directory: str, stem: str, card: RunCard, warn: bool = True) -> None:
     """Refuse to resume a run whose existing shards were made differently (nothing is written);
-    name the shards an earlier version left without a card."""
+    name the shards an earlier version left without a card (`warn`)."""
     for path in card_files(directory, stem):
         diffs = differences(RunCard.read(path).compared, card.compared)
         if diffs:
@@ -140,7 +140,7 @@ def check_cards(directory: str, stem: str, card: RunCard) -> None:
                              f"than this run ({os.path.basename(path)}):\n{describe(diffs)}\n"
                              "Keep both runs with another --run_id or --output_path, or delete "
                              f"{shards} and their .run.json cards in {directory} to start this one afresh.")
-    for shard in shard_files(directory, stem):
+    for shard in shard_files(directory, stem) if warn else []:
         if not os.path.isfile(card_path(shard)) and os.path.getsize(shard) > 0:
             print(f"warning: {shard} has no run card (an earlier version wrote it): resuming it as this run "
                   "and writing its card now", file=sys.stderr)
@@ -165,7 +165,7 @@ def hold_run(directory: str, stem: str, ranks: Sequence[int], card: RunCard) -> 
     check_cards(directory, stem, card)
     shards = [shard_path(directory, stem, rank) for rank in ranks]
     with hold_shards(shards):
-        check_cards(directory, stem, card)
+        check_cards(directory, stem, card, warn=False)  # said once already
         for shard in shards:
             write_shard_card(shard, card)
         yield
