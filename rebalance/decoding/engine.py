@@ -256,7 +256,7 @@ class Engine:
 
     def _rows(self) -> RowContext:
         return RowContext(torch.tensor([slot.example.idx for slot in self.slots], device=self.device),
-                    torch.tensor([len(slot.tokens) for slot in self.slots], device=self.device))
+                          torch.tensor([len(slot.tokens) for slot in self.slots], device=self.device))
 
     def _choose(self, logits: torch.Tensor) -> list[Finished]:
         """Next token of every live row, the trackers advanced on it, and the one transfer."""
