@@ -50,7 +50,7 @@ class Calibration:
             with open(path, encoding="utf-8") as handle:
                 calibration = cls(json.load(handle))
             calibration.constants  # every constant present and a number
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
             raise UsageError(f"{path}: not a calibration file ({type(err).__name__}: {err})") from None
         return calibration
 

@@ -78,19 +78,16 @@ def prompt_ids(tokenizer, problem: str, system_prompt: str = SYSTEM_PROMPT) -> l
 
 def prompt_fingerprint(model_path: str, system_prompt: str = SYSTEM_PROMPT) -> str:
     """A hash of everything that shapes a prompt besides the problem: the system prompt and the
-    model folder's chat template (from tokenizer_config.json or chat_template.jinja); for a hub id,
-    its name stands for the template."""
+    model folder's tokenizer settings and chat template (tokenizer_config.json, chat_template.jinja
+    or .json, as bytes: nothing is parsed, so no file can fail here); for a hub id, its name."""
     import hashlib
 
-    parts = [system_prompt]
-    config = os.path.join(model_path, "tokenizer_config.json")
-    if os.path.isfile(config):
-        with open(config, encoding="utf-8") as handle:
-            parts.append(json.dumps(json.load(handle).get("chat_template"), sort_keys=True))
-    for name in ("chat_template.jinja", "chat_template.json"):
-        if os.path.isfile(os.path.join(model_path, name)):
-            with open(os.path.join(model_path, name), encoding="utf-8") as handle:
-                parts.append(handle.read())
+    digest = hashlib.sha256(system_prompt.encode("utf-8"))
+    for name in ("tokenizer_config.json", "chat_template.jinja", "chat_template.json"):
+        path = os.path.join(model_path, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                digest.update(b"\0" + name.encode() + b"\0" + handle.read())
     if not os.path.isdir(model_path):
-        parts.append(model_path)
-    return hashlib.sha256("\n\0".join(parts).encode("utf-8")).hexdigest()
+        digest.update(b"\0hub\0" + model_path.encode("utf-8"))
+    return digest.hexdigest()

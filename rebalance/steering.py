@@ -107,6 +107,7 @@ class Steerer(StepPlugin):
     leaves on each row the coefficient applied at each steered boundary (`values["steer_coefs"]`)."""
 
     name = "steer_coefs"
+    in_record = True
 
     def __init__(self, model, setup: SteeringSetup):
         device = next(model.parameters()).device

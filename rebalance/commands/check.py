@@ -42,11 +42,6 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_label(path: str) -> str:
-    """`steer_temp0.7_maxlen16384` for `.../steer_temp0.7_maxlen16384.merged.jsonl`."""
-    return stem_of(path)
-
-
 def grade_run(path: str, args, examples, family: str, tokenizer, thinking: bool) -> tuple[Graded, dict[str, Any]]:
     graded = grade(path, examples, family, tokenizer, thinking, args.grader, args.n_sampling, args.workers)
     result = metrics(graded, args.k)
@@ -101,11 +96,11 @@ def run_check(args) -> dict[str, Any]:
                          f"(token counts need it): {str(err).strip().splitlines()[0]}") from None
     thinking = "</think>" in tokenizer.get_vocab()
     graded, result = grade_run(args.generation_path, args, examples, family, tokenizer, thinking)
-    runs = [(run_label(args.generation_path), result)]
+    runs = [(stem_of(args.generation_path), result)]
     report: dict[str, Any] = {"run": result}
     if args.baseline:
         base_graded, base = grade_run(args.baseline, args, examples, family, tokenizer, thinking)
-        base_label = run_label(args.baseline)
+        base_label = stem_of(args.baseline)
         base_label = base_label if base_label != runs[0][0] else f"{base_label} (baseline)"
         runs.append((base_label, base))
         report["baseline"] = base

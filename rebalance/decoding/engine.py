@@ -102,6 +102,7 @@ class Engine:
         self.prompt = prompt
         self.plugins = list(plugins)
         self.final_feed = any(plugin.final_feed for plugin in self.plugins)
+        self.record_fields = {plugin.name for plugin in self.plugins if plugin.in_record}
         self._hooks: ExitStack | None = None
         self.device = next(model.parameters()).device
         self.table = table.to(self.device)
@@ -209,7 +210,6 @@ class Engine:
         starting = [i for i, slot in enumerate(self.slots) if slot.starts_step]
         for plugin in self.plugins:
             plugin.before_forward(self.tracker, starting)
-        kept = []
         try:
             out = self.model(input_ids=feed, attention_mask=mask, position_ids=self.lengths[:, None], use_cache=True,
                              **{self._cache_kw: self.cache})

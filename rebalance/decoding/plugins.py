@@ -19,12 +19,14 @@ from .steps import StepTracker
 class StepPlugin:
     """Override what you need; every method has a do-nothing default.
 
-    `name` keys the values this plugin leaves on each finished row (`Finished.values[name]`).
+    `name` keys the values this plugin leaves on each finished row (`Finished.values[name]`);
+    `in_record` puts them into the example's record under that name.
     `final_feed`: when a row ends at its token limit on a token that starts a step, feed that row
     once more so `after_forward` sees the token (hidden-state capture needs its row).
     """
 
     name: str = "plugin"
+    in_record: bool = False  # its values go into the example's record, under `name` (JSON numbers)
     final_feed: bool = False
 
     def hooks(self) -> AbstractContextManager:

@@ -13,8 +13,6 @@ from .sampling import eos_token_ids
 from .sites import num_residual_sites, text_config
 from .steps import StepSplit, TokenTable, split_steps, step_confidence, thinking_at_start
 
-RECORD_FIELDS = {"steer_coefs"}  # plugin values that are part of the record (the others are not JSON)
-
 
 @dataclass
 class Decoded:
@@ -46,12 +44,13 @@ def build_record(tokenizer, ex: Example, tokens: Sequence[int], logprobs: Sequen
     }
 
 
-def decoded(done: Finished, model, tokenizer, table: TokenTable) -> Decoded:
-    """The record of one finished row (plus `steer_coefs` when steered) and its hidden-state dict
-    when it was captured. The captured rows must be exactly the steps' first tokens."""
+def decoded(done: Finished, model, tokenizer, table: TokenTable, record_fields: Iterable[str] = ()) -> Decoded:
+    """The record of one finished row, with the plugin values named in `record_fields` (the
+    steerer's `steer_coefs`), and its hidden-state dict when it was captured. The captured rows must
+    be exactly the steps' first tokens."""
     split = split_steps(done.tokens, table, thinking_at_start(done.prompt, table))
     record = build_record(tokenizer, done.example, done.tokens, done.logprobs, split, done.hit_eos)
-    record.update({name: values for name, values in done.values.items() if name in RECORD_FIELDS})
+    record.update({name: done.values[name] for name in record_fields})
     hidden = None
     if HiddenCapture.name in done.values:
         rows = done.values[HiddenCapture.name]

@@ -65,6 +65,11 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
 def model_files_hash(model_path: str) -> str | None:
     """A hash of a local model folder's config and weight files: the config's bytes and the
     weights' index (or, without one, every weight file's name and size). None for a hub id."""
@@ -73,12 +78,12 @@ def model_files_hash(model_path: str) -> str | None:
     digest = hashlib.sha256()
     config = os.path.join(model_path, "config.json")
     if os.path.isfile(config):
-        digest.update(open(config, "rb").read())
+        digest.update(_bytes(config))
     names = sorted(os.listdir(model_path))
     index = [n for n in names if n.endswith(".index.json")]
     if index:
         for name in index:
-            digest.update(open(os.path.join(model_path, name), "rb").read())
+            digest.update(_bytes(os.path.join(model_path, name)))
     else:
         for name in names:
             if name.endswith((".safetensors", ".bin", ".pt", ".gguf")):

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 HIDDEN_PATTERN = "hidden_{idx}.pt"   # the release's name, beside the shards of a collection run
 HIDDEN_SUBFOLDER = "hidden_states"   # where earlier versions of this suite put them
 
-KINDS = ("origin", "steer", "baseline", "static")  # collection, dynamic, off, static
 MODE_OF_KIND = {"origin": "collection", "steer": "dynamic", "baseline": "off", "static": "static"}
 KIND_OF_MODE = {mode: kind for kind, mode in MODE_OF_KIND.items()}
 
 _STEM = re.compile(r"^(?:(?P<run_id>.+?)_)??(?P<kind>origin|steer|baseline|static(?P<coef>[-+0-9.e]+))"
                    r"_temp(?P<temp>[-+0-9.e]+|nan|inf)_maxlen(?P<maxlen>\d+)$")
-_SHARD_RANK = re.compile(r"\.shard(\d+)\.jsonl$")
+_SHARD_RANK = re.compile(r"\.shard(\d+)\.(?:jsonl|run\.json)$")
 
 
 @dataclass(frozen=True)
@@ -98,16 +97,21 @@ def shard_path(directory: str, stem: str, rank: int) -> str:
 
 
 def shard_rank(path: str) -> int | None:
-    """The rank a shard file name carries, or None when it is not a shard."""
+    """The rank a shard (or shard card) file name carries, or None when it is neither."""
     match = _SHARD_RANK.search(path)
     return int(match.group(1)) if match else None
 
 
-def shard_files(directory: str, stem: str) -> list[str]:
-    """The shards of one run, in rank order (folder and stem may hold glob characters)."""
-    pattern = os.path.join(glob.escape(directory), glob.escape(stem) + ".shard*.jsonl")
-    found = [p for p in glob.glob(pattern) if shard_rank(p) is not None]
+def _by_rank(directory: str, stem: str, ending: str) -> list[str]:
+    """`{stem}.shard{rank}{ending}` files in rank order (folder and stem may hold glob characters)."""
+    found = [p for p in glob.glob(os.path.join(glob.escape(directory), f"{glob.escape(stem)}.shard*{ending}"))
+             if shard_rank(p) is not None]
     return sorted(found, key=shard_rank)
+
+
+def shard_files(directory: str, stem: str) -> list[str]:
+    """The shards of one run, in rank order."""
+    return _by_rank(directory, stem, ".jsonl")
 
 
 def card_path(jsonl_path: str) -> str:
@@ -118,9 +122,7 @@ def card_path(jsonl_path: str) -> str:
 
 def card_files(directory: str, stem: str) -> list[str]:
     """The run cards of every shard of one run, in rank order."""
-    pattern = os.path.join(glob.escape(directory), glob.escape(stem) + ".shard*.run.json")
-    rank = re.compile(r"\.shard(\d+)\.run\.json$")
-    return sorted((p for p in glob.glob(pattern) if rank.search(p)), key=lambda p: int(rank.search(p).group(1)))
+    return _by_rank(directory, stem, ".run.json")
 
 
 def lock_path(shard: str) -> str:
@@ -180,11 +182,13 @@ def hidden_path(folder: str, idx: int, pattern: str = HIDDEN_PATTERN) -> str:
     return os.path.join(folder, pattern.format(idx=idx))
 
 
-def hidden_files(folder: str) -> list[str]:
-    """The hidden-state files of a folder in the release's naming, by idx."""
-    found = glob.glob(os.path.join(glob.escape(folder), "hidden_*.pt"))
-    idx = re.compile(r"hidden_(\d+)\.pt$")
-    return sorted((p for p in found if idx.search(p)), key=lambda p: int(idx.search(p).group(1)))
+def hidden_files(folder: str, pattern: str = HIDDEN_PATTERN) -> list[str]:
+    """The hidden-state files of a folder named by `pattern`, by idx."""
+    head, tail = pattern.split("{idx}")
+    idx = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail))
+    found = glob.glob(os.path.join(glob.escape(folder), glob.escape(head) + "*" + glob.escape(tail)))
+    return sorted((p for p in found if idx.fullmatch(os.path.basename(p))),
+                  key=lambda p: int(idx.fullmatch(os.path.basename(p)).group(1)))
 
 
 def calibration_path(vector_path: str) -> str:

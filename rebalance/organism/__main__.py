@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                            help="another training seed (a separate cached model; `organism` is always seed 0)")
     compare = commands.add_parser("compare", help="baseline, dynamic and static runs of a folder: table + PNG")
     compare.add_argument("folder")
-    compare.add_argument("--temperature", default="0.0")
-    compare.add_argument("--maxlen", required=True)
+    compare.add_argument("--temperature", type=float, default=0.0)
+    compare.add_argument("--maxlen", type=positive_int, required=True)
     args = parser.parse_args(argv)
     if args.command == "data":
         for path in write_sets(args.out, args.seen, args.heldout):
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "train":
         print(organism_model_dir(Recipe(seed=args.seed)))
     else:
-        compare_runs(args.folder, RunName("off", float(args.temperature), int(args.maxlen)).suffix)
+        compare_runs(args.folder, RunName("off", args.temperature, args.maxlen).suffix)
     return 0
 
 
