@@ -28,7 +28,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     job = collection_job(args.model_name_or_path, args.dataset_dir, args.dataset, args.output_path,
                          args.max_generated_tokens, args.temperature, args.batch_size, args.limit,
-                         args.dtype, args.trust_remote_code, args.hs_device)
+                         args.dtype, args.trust_remote_code, args.hs_device, args.fit_batch)
     run_collection(job, args.num_gpus)
     print(f"records: {job.out_dir}/{job.base}.shard*.jsonl\nhidden states: {job.hidden_dir}/hidden_{{idx}}.pt")
 

@@ -34,7 +34,7 @@ MODULE_TESTS = {
     "rebalance/steering.py": ["tests/test_steering.py", "tests/test_engine.py"],
     "rebalance/decoding/steps.py": ["tests/test_steps.py", "tests/test_engine.py"],
     "rebalance/decoding/cache.py": ["tests/test_cache.py", "tests/test_engine.py"],
-    "rebalance/files/shards.py": ["tests/test_shards.py", "tests/test_cards.py", "tests/test_run.py"],
+    "rebalance/files/shards.py": ["tests/test_shards.py"],
     "rebalance/files/names.py": ["tests/test_names.py"],
     "rebalance/files/cards.py": ["tests/test_cards.py"],
     "rebalance/grading/answers.py": ["tests/test_grading.py", "tests/test_grading_table.py"],
@@ -75,7 +75,7 @@ def mutmut(folder: str, *args: str) -> str:
     return done.stdout
 
 
-def score(module: str, tests: list[str], show: bool = False) -> dict:
+def score(module: str, tests: list[str], show: bool = False, keep: bool = False) -> dict:
     folder = scratch_copy(module, tests)
     start = time.time()
     try:
@@ -86,7 +86,10 @@ def score(module: str, tests: list[str], show: bool = False) -> dict:
                 if line.endswith(": survived"):
                     print(mutmut(folder, "show", line.split(":")[0].strip()))
     finally:
-        shutil.rmtree(os.path.dirname(folder), ignore_errors=True)
+        if keep:  # to read a survivor again (`mutmut show NAME`) or rerun some (`mutmut run NAME...`) there
+            print(f"scratch copy kept: {folder}", flush=True)
+        else:
+            shutil.rmtree(os.path.dirname(folder), ignore_errors=True)
     counts, survived = collections.Counter(), []
     for line in results.splitlines():
         match = KEY.match(line)
@@ -104,19 +107,24 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", default=list(MODULE_TESTS), help="source files (default: all above)")
     parser.add_argument("--tests", nargs="*", default=None, help="test files instead of the module's own list")
     parser.add_argument("--show", action="store_true", help="print the diff of every survivor")
+    parser.add_argument("--keep", action="store_true", help="keep each module's scratch copy (its path is printed)")
     args = parser.parse_args()
+    results_path = os.path.join(ROOT, "bench", "results", "mutation.json")
     out = {}
+    if os.path.exists(results_path):  # a run of some modules keeps the others' last rows
+        with open(results_path, encoding="utf-8") as handle:
+            out = json.load(handle)
     print(f"{'module':34} {'mutants':>8} {'killed':>7} {'survived':>9} {'no tests':>9} {'other':>6} {'score':>7}")
     for module in args.modules:
-        result = out[module] = score(module, args.tests or MODULE_TESTS.get(module, ["tests"]), args.show)
+        result = out[module] = score(module, args.tests or MODULE_TESTS.get(module, ["tests"]), args.show, args.keep)
         other = result["mutants"] - result.get("killed", 0) - result.get("survived", 0) - result.get("no tests", 0)
         print(f"{module:34} {result['mutants']:8} {result.get('killed', 0):7} {result.get('survived', 0):9} "
               f"{result.get('no tests', 0):9} {other:6} {100 * result['score']:6.1f}%", flush=True)
-    for module, result in out.items():
-        for key in result["survivors"]:
+    for module in args.modules:
+        for key in out[module]["survivors"]:
             print(f"survived: {key}")
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "results", "mutation.json"), "w", encoding="utf-8") as handle:
+    os.makedirs(os.path.dirname(results_path), exist_ok=True)
+    with open(results_path, "w", encoding="utf-8") as handle:
         json.dump(out, handle, indent=1)
 
 

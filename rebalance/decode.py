@@ -47,7 +47,7 @@ def records(engine: Engine, examples: Iterable[Example], steered: bool = False) 
     """Each example's record as soon as it ends (inside the caller's `with engine:`). A steered
     run's records carry `steer_coefs`, empty in an unsteered baseline."""
     for done in engine.run(examples):
-        result = decoded(done, engine.model, engine.tokenizer, engine.table, engine.record_fields)
+        result = decoded(done, engine.model, engine.tokenizer, engine.record_fields)
         if steered:
             result.record.setdefault("steer_coefs", [])
         yield result

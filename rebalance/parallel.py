@@ -29,12 +29,19 @@ class Rank:
         return idx % self.world == self.rank
 
 
+def local_device(local_rank: int, device_count: int) -> str:
+    """The device of a launched process: `cuda:(LOCAL_RANK mod visible devices)`, so a launcher that
+    gives each task its own GPU (CUDA_VISIBLE_DEVICES narrowed to one, LOCAL_RANK still counting)
+    works as well as one that shows every task all of them."""
+    return f"cuda:{local_rank % device_count}" if device_count > 0 else "cpu"
+
+
 def launched_rank() -> Rank | None:
     """The rank given by torchrun / accelerate launch, if any."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return None
     local = int(os.environ.get("LOCAL_RANK", 0))
-    device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    device = local_device(local, torch.cuda.device_count() if torch.cuda.is_available() else 0)
     return Rank(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), device)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -16,17 +16,19 @@ from .analysis.collected import read_run_tag
 from .control import ControlFunction
 from .decode import engine_for, records
 from .decoding.engine import Engine
+from .decoding.memory import MemoryPlan, available_bytes, check_plan, kv_bytes_per_token, parameter_count
 from .decoding.records import Decoded, make_table
+from .decoding.sampling import SAMPLER
 from .decoding.sites import num_residual_sites, text_config
 from .decoding.steps import STEP_RULE
 from .errors import UsageError
-from .examples import Example, dataset_file, load_examples, prompt_fingerprint
+from .examples import Example, dataset_file, load_examples, prompt_fingerprint, prompt_ids
 from .files.atomic import atomic_torch_save
 from .files.cards import RunCard, describe, differences, model_files_hash, provenance, sha256_file
 from .files.names import card_files, collection_stem, hidden_files, hidden_path, shard_path
 from .files.shards import ShardWriter, hold_run
-from .models import load_model, model_basename, model_shape, resolve_dtype, resolve_model_path
-from .parallel import Rank, run_data_parallel
+from .models import load_model, load_tokenizer, model_basename, model_shape, resolve_dtype, resolve_model_path
+from .parallel import Rank, launched_rank, run_data_parallel
 from .steering import SteeringSetup, load_vector, site_index
 
 
@@ -67,6 +69,7 @@ class RunJob:
     limit: int | None
     dtype: str | None
     trust_remote_code: bool
+    fit_batch: bool = field(default=False, kw_only=True)  # narrow --batch_size to what memory holds
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ def collect_rank(rank: Rank, job: CollectJob) -> None:
 
 def collection_job(model_name_or_path: str, dataset_dir: str, dataset: str, output_path: str,
                    max_new_tokens: int, temperature: float, batch_size: int, limit: int | None,
-                   dtype: str | None, trust_remote_code: bool, hs_device: str = "auto") -> CollectJob:
+                   dtype: str | None, trust_remote_code: bool, hs_device: str = "auto",
+                   fit_batch: bool = False) -> CollectJob:
     """Check the inputs up front (before any worker starts) and name the outputs (docs/method.md §3)."""
     load_examples(dataset_dir, dataset, limit)  # fails early, with file:line, on bad data
     model = resolve_model_path(model_name_or_path)
@@ -109,7 +113,7 @@ def collection_job(model_name_or_path: str, dataset_dir: str, dataset: str, outp
     out_dir = os.path.join(output_path, name, dataset)
     base = collection_stem(temperature, max_new_tokens)
     return CollectJob(model, name, dataset_dir, dataset, out_dir, base, max_new_tokens, batch_size, limit,
-                      dtype, trust_remote_code, hs_device=hs_device)
+                      dtype, trust_remote_code, hs_device=hs_device, fit_batch=fit_batch)
 
 
 def run_card(job: RunJob, num_gpus: int, compared: dict, recorded: dict) -> RunCard:
@@ -156,10 +160,39 @@ def check_hidden_owner(job: CollectJob, card: RunCard) -> None:
                          f"run would overwrite:\n{why}\nCollect into another --output_path.")
 
 
+def plan_memory(job: RunJob, num_gpus: int) -> RunJob:
+    """The job with the width its workers can hold (docs/method.md §14): the cache of every row at
+    full length beside the weights, checked before any worker loads anything."""
+    from transformers import AutoConfig
+
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    available = available_bytes(device)
+    if available is None:  # nothing to measure against: the run goes on as asked
+        return job
+    workers = 1 if launched_rank() is not None else num_gpus
+    where = f"on {device}" if device != "cpu" else "in RAM" + (f" for each of {workers} workers" if workers > 1 else "")
+    if device == "cpu":
+        available //= workers  # CPU workers share the machine's memory, each with its own weights and cache
+    config = AutoConfig.from_pretrained(job.model, trust_remote_code=job.trust_remote_code)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    itemsize = resolve_dtype(job.dtype, torch.device(device)).itemsize
+    stored = getattr(text, "dtype", None) or getattr(text, "torch_dtype", None)
+    stored_size = getattr(torch, str(stored).replace("torch.", ""), torch.float32).itemsize if stored else 4
+    params = parameter_count(job.model, stored_size) or 0
+    tokenizer = load_tokenizer(job.model, job.trust_remote_code)
+    examples = load_examples(job.dataset_dir, job.dataset, job.limit)
+    longest = max((len(prompt_ids(tokenizer, ex.problem)) for ex in examples), default=0)
+    rows = max(1, min(job.batch_size, -(-len(examples) // workers)))  # no wider than a worker's share
+    plan = MemoryPlan(rows, longest + job.max_new_tokens, kv_bytes_per_token(text, itemsize), text.vocab_size,
+                      params * itemsize, available)
+    width = check_plan(plan, where, job.fit_batch)
+    return job if width == rows else replace(job, batch_size=width)
+
+
 def run_collection(job: CollectJob, num_gpus: int) -> None:
     card = run_card(job, num_gpus, {"kind": "collection", "decoding": "greedy"}, {"hs_device": job.hs_device})
     check_hidden_owner(job, card)
-    job = replace(job, run_tag={"stem": job.base, "fingerprint": card.fingerprint})
+    job = replace(plan_memory(job, num_gpus), run_tag={"stem": job.base, "fingerprint": card.fingerprint})
     run_data_parallel(collect_rank, job, num_gpus, claim(job, card))
 
 
@@ -202,7 +235,8 @@ def steering_fields(job: SteerJob) -> dict:
             "steer_layer": job.steer_layer if steered else None, "inject_at": job.inject_at if steered else None,
             "constants": dict(job.constants) if dynamic else None, "coef": job.coef if steered else None,
             "temperature": job.temperature, "top_p": job.top_p if sampled else None,
-            "seed": job.seed if sampled else None, "repetition_penalty": job.repetition_penalty}
+            "seed": job.seed if sampled else None, "sampler": SAMPLER if sampled else None,
+            "repetition_penalty": job.repetition_penalty}
 
 
 def steering_card(job: SteerJob, num_gpus: int) -> RunCard:
@@ -212,4 +246,4 @@ def steering_card(job: SteerJob, num_gpus: int) -> RunCard:
 
 def run_steering(job: SteerJob, num_gpus: int, card: RunCard | None = None) -> None:
     card = card or steering_card(job, num_gpus)
-    run_data_parallel(steer_rank, job, num_gpus, claim(job, card))
+    run_data_parallel(steer_rank, plan_memory(job, num_gpus), num_gpus, claim(job, card))

@@ -137,12 +137,8 @@ class Steerer(StepPlugin):
     def _add(self, hidden: torch.Tensor) -> torch.Tensor | None:
         if self.scale is None:
             return None
-        delta = (self.scale[:, None] * self.vector[None, :]).to(hidden.dtype)
-        if hidden.shape[1] == 1:
-            return hidden + delta[:, None, :]
-        hidden = hidden.clone()
-        hidden[:, -1, :] += delta
-        return hidden
+        delta = (self.scale[:, None, None] * self.vector).to(device=hidden.device, dtype=hidden.dtype)
+        return torch.cat([hidden[:, :-1], hidden[:, -1:] + delta], dim=1)  # the last position only, out of place
 
     @contextmanager
     def hooks(self) -> Iterator["Steerer"]:

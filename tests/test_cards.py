@@ -1,218 +1,30 @@
-"""Run identity: a card beside every shard, resume and merge refuse runs made differently, a resume
-with another worker count redoes nothing, and the card travels into the merged file and the metrics."""
+"""Run cards (files/cards.py) without a model: the hashes, the card on disk, how a refusal shows
+a difference, the merged card, provenance."""
 
+import hashlib
 import json
-import os
+import platform
+import re
+import socket
+import subprocess
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import torch
-from conftest import PROBLEMS, write_dataset
-from test_run import collect_argv, run_main, shard_dir
 
-import check
-import hidden_config_ridge
-import merge_shards
-import transformer_inference_dp
-import transformer_inference_steer_dp
-from rebalance.files.cards import RunCard, differences
-from rebalance.files.shards import read_records
-
-PROBLEMS8 = PROBLEMS + ["What is 2 times 8?", "Ann has 9 cards and gives 4 away. How many are left?",
-                        "What is 7 plus 7?"]
-
-
-@pytest.fixture
-def data8(tmp_path):
-    return write_dataset(tmp_path / "data", problems=PROBLEMS8)
-
-
-def steer_argv(model_dir, data, out, vector, *extra):
-    root, name = data
-    return ["--model_name_or_path", model_dir, "--dataset_dir", root, "--dataset", name, "--output_path", str(out),
-            "--max_generated_tokens", "6", "--steer_vector_path", str(vector), "--steer_layer", "2", *extra]
-
-
-@pytest.fixture
-def vector(tmp_path):
-    path = tmp_path / "v.pt"
-    torch.save(torch.randn(32, generator=torch.Generator().manual_seed(0)), path)
-    return path
-
-
-def listing(folder):
-    return sorted(os.listdir(folder))
-
-
-def snapshot(folder):
-    """Every file's bytes and modification time."""
-    return {name: (open(os.path.join(folder, name), "rb").read(), os.stat(os.path.join(folder, name)).st_mtime_ns)
-            for name in listing(folder)}
-
-
-def by_idx(path):
-    return {rec["idx"]: rec for rec in read_records(path)}
-
-
-# ---- the two scenarios of a user changing one flag at a time ------------------------------------
-
-def test_dynamic_then_static_in_one_folder_are_two_runs(tiny_dirs, toy_data, vector, tmp_path, capsys):
-    out, model = tmp_path / "o", tiny_dirs["qwen2"]
-    argv = steer_argv(model, toy_data, out, vector, "--temperature", "0", "--limit", "4")
-    assert run_main(transformer_inference_steer_dp.main, argv + ["--steer_mode", "dynamic"], capsys)[0] == 0
-    status, err = run_main(transformer_inference_steer_dp.main,
-                           argv + ["--steer_mode", "static", "--steer_coef", "-0.75"], capsys)
-    assert status == 0, err
-    folder = shard_dir(out, model, toy_data)
-    dynamic = by_idx(os.path.join(folder, "steer_temp0.0_maxlen6.shard0.jsonl"))
-    static = by_idx(os.path.join(folder, "static-0.75_temp0.0_maxlen6.shard0.jsonl"))
-    assert sorted(dynamic) == sorted(static) == [0, 1, 2, 3]  # the static run decoded its own examples
-    coefs = [c for rec in static.values() for c in rec["steer_coefs"]]
-    assert coefs and set(coefs) == {-0.75}
-    assert RunCard.read(os.path.join(folder, "static-0.75_temp0.0_maxlen6.shard0.run.json")).compared["mode"] == "static"
-    assert not [name for name in listing(folder) if name.endswith(".lock")]  # a clean end leaves no lock file
-
-
-@pytest.mark.parametrize("flag, before, after, field", [
-    ("--steer_coef", "-1.0", "-0.75", "--steer_coef: -1.0 in the existing shards, -0.75 now"),
-    ("--seed", "42", "7", "--seed: 42 in the existing shards, 7 now"),
-    ("--top_p", "0.95", "0.5", "--top_p: 0.95 in the existing shards, 0.5 now"),
-    ("--steer_layer", "2", "1", "--steer_layer: 2 in the existing shards, 1 now"),
-    ("--steer_vector_path", None, "other", "--steer_vector_path (the vector's content): "),
-])
-def test_a_resume_with_another_setting_is_refused_naming_it(flag, before, after, field, tiny_dirs, toy_data,
-                                                            vector, tmp_path, capsys):
-    out, model = tmp_path / "o", tiny_dirs["llama"]
-    other = tmp_path / "other.pt"
-    torch.save(torch.ones(32), other)
-    argv = steer_argv(model, toy_data, out, vector, "--limit", "2")  # sampled: T 0.7, top-p 0.95, seed 42
-    first = argv + ([flag, before] if before else [])
-    assert run_main(transformer_inference_steer_dp.main, first, capsys)[0] == 0
-    folder = shard_dir(out, model, toy_data)
-    files = snapshot(folder)
-    second = steer_argv(model, toy_data, out, other if after == "other" else vector, "--limit", "4")
-    if after != "other":
-        second += [flag, after]
-    status, err = run_main(transformer_inference_steer_dp.main, second, capsys)
-    assert status == 2
-    assert field in err and "another --run_id or --output_path" in err
-    assert snapshot(folder) == files  # nothing written, not even the control-surface plot
-    # the same change under its own run id is a run of its own
-    assert run_main(transformer_inference_steer_dp.main, second + ["--run_id", "b"], capsys)[0] == 0
-
-
-@pytest.mark.parametrize("workers", [(1, 2), (2, 1)])
-def test_another_worker_count_resumes_without_recomputing(workers, tiny_dirs, data8, tmp_path, capsys):
-    out, model = tmp_path / "o", tiny_dirs["qwen2"]
-    first, second = workers
-    argv = collect_argv(model, data8, out, "--batch_size", "2")
-    assert run_main(transformer_inference_dp.main, argv + ["--limit", "4", "--num_gpus", str(first)], capsys)[0] == 0
-    folder = shard_dir(out, model, data8)
-    before = {name: by_idx(os.path.join(folder, name)) for name in listing(folder) if name.endswith(".jsonl")}
-    assert run_main(transformer_inference_dp.main, argv + ["--num_gpus", str(second)], capsys)[0] == 0
-    after = {name: by_idx(os.path.join(folder, name)) for name in listing(folder) if name.endswith(".jsonl")}
-    written = [idx for name, recs in after.items() for idx in recs if idx not in before.get(name, {})]
-    assert sorted(written) == list(range(4, 8))  # only the new examples, each once
-    for name, recs in before.items():  # the earlier records stay as they were
-        assert {i: after[name][i] for i in recs} == recs
-    stem = "origin_temp0.7_maxlen12"
-    status, text = run_main(merge_shards.main, ["--dir", folder, "--base", stem], capsys, "out")
-    assert status == 0 and "(0 duplicates dropped)" in text
-    assert [r["idx"] for r in read_records(os.path.join(folder, f"{stem}.merged.jsonl"))] == list(range(8))
-    card = RunCard.read(os.path.join(folder, f"{stem}.shard0.run.json"))
-    assert len(card.resumed) == 1 and card.resumed[0]["started"] >= card.provenance["started"]  # the resume is noted
-
-
-# ---- merge, check.py and the report carry the card ------------------------------------------------
-
-def test_merge_refuses_shards_made_differently_and_writes_the_card(tiny_dirs, toy_data, vector, tmp_path, capsys):
-    out, model = tmp_path / "o", tiny_dirs["qwen2"]
-    argv = steer_argv(model, toy_data, out, vector, "--temperature", "0", "--num_gpus", "2")
-    assert run_main(transformer_inference_steer_dp.main, argv, capsys)[0] == 0
-    folder, stem = shard_dir(out, model, toy_data), "steer_temp0.0_maxlen6"
-    assert run_main(merge_shards.main, ["--dir", folder, "--base", stem], capsys, "out")[0] == 0
-    merged = RunCard.read(os.path.join(folder, f"{stem}.merged.run.json"))
-    assert sorted(merged.provenance["shards"]) == [f"{stem}.shard0.jsonl", f"{stem}.shard1.jsonl"]
-    assert merged.compared["mode"] == "dynamic" and merged.compared["steer_layer"] == 2
-
-    status, _ = run_main(check.main, ["--model_name_or_path", model, "--data_name", toy_data[1], "--data_dir",
-                                      toy_data[0], "--family", "gsm8k", "--generation_path",
-                                      os.path.join(folder, f"{stem}.merged.jsonl")], capsys, "out")
-    assert status == 0
-    metrics = json.load(open(os.path.join(folder, f"{stem}.merged.metrics.json")))
-    assert metrics["run_card"]["fingerprint"] == merged.fingerprint
-
-    card1 = os.path.join(folder, f"{stem}.shard1.run.json")
-    edited = RunCard.read(card1)
-    edited.compared["seed"] = 7
-    edited.write(card1)
-    status, err = run_main(merge_shards.main, ["--dir", folder, "--base", stem], capsys)
-    assert status == 2
-    assert f"{stem}.shard1.jsonl and {stem}.shard0.jsonl were made with different settings" in err
-    assert "--seed: unset in " in err
-
-
-def test_a_shard_of_an_earlier_version_is_resumed_with_a_warning(tiny_dirs, toy_data, tmp_path, capsys):
-    out, model = tmp_path / "o", tiny_dirs["qwen2"]
-    argv = collect_argv(model, toy_data, out)
-    assert run_main(transformer_inference_dp.main, argv + ["--limit", "2"], capsys)[0] == 0
-    folder, stem = shard_dir(out, model, toy_data), "origin_temp0.7_maxlen12"
-    os.remove(os.path.join(folder, f"{stem}.shard0.run.json"))
-    for idx in range(2):  # hidden files as an earlier version wrote them: no run tag
-        path = os.path.join(folder, f"hidden_{idx}.pt")
-        hidden = torch.load(path, weights_only=True)
-        del hidden["run"]
-        torch.save(hidden, path)
-    status, err = run_main(transformer_inference_dp.main, argv, capsys)
-    assert status == 0
-    assert err.count(f"warning: {os.path.join(folder, stem)}.shard0.jsonl has no run card") == 1
-    assert "hidden files without a run tag" in err
-    assert os.path.isfile(os.path.join(folder, f"{stem}.shard0.run.json"))
-    assert [r["idx"] for r in read_records(os.path.join(folder, f"{stem}.shard0.jsonl"))] == [0, 1, 2, 3, 4]
-
-
-def test_an_unreadable_card_is_named_and_nothing_is_lost(tiny_dirs, toy_data, tmp_path, capsys):
-    out, model = tmp_path / "o", tiny_dirs["qwen2"]
-    argv = collect_argv(model, toy_data, out, "--limit", "2")
-    assert run_main(transformer_inference_dp.main, argv, capsys)[0] == 0
-    folder = shard_dir(out, model, toy_data)
-    card = os.path.join(folder, "origin_temp0.7_maxlen12.shard0.run.json")
-    with open(card, "w") as handle:
-        handle.write("{not json")
-    shard = open(os.path.join(folder, "origin_temp0.7_maxlen12.shard0.jsonl"), "rb").read()
-    status, err = run_main(transformer_inference_dp.main, argv, capsys)
-    assert status == 2
-    assert err.startswith(f"error: {card}: not a readable run card (JSONDecodeError")
-    assert open(os.path.join(folder, "origin_temp0.7_maxlen12.shard0.jsonl"), "rb").read() == shard
-
-
-# ---- hidden files of two collection runs ----------------------------------------------------------
-
-def test_hidden_files_of_another_collection_run_are_refused(tiny_dirs, toy_data, tmp_path, capsys):
-    out, model = tmp_path / "o", tiny_dirs["qwen2"]
-    assert run_main(transformer_inference_dp.main, collect_argv(model, toy_data, out), capsys)[0] == 0
-    folder = shard_dir(out, model, toy_data)
-    hidden = {name: open(os.path.join(folder, name), "rb").read() for name in listing(folder) if name.endswith(".pt")}
-    argv = collect_argv(model, toy_data, out)
-    argv[argv.index("--max_generated_tokens") + 1] = "10"  # another run: origin_temp0.7_maxlen10
-    status, err = run_main(transformer_inference_dp.main, argv, capsys)
-    assert status == 2
-    assert "holds the hidden files of another collection run (origin_temp0.7_maxlen12)" in err
-    assert "--max_generated_tokens: 12 in origin_temp0.7_maxlen12, 10 now" in err
-    assert {name: open(os.path.join(folder, name), "rb").read() for name in hidden} == hidden
-
-
-def test_the_analysis_refuses_a_hidden_file_of_another_run(tiny_dirs, toy_data, tmp_path, capsys):
-    out, model = tmp_path / "o", tiny_dirs["qwen2"]
-    assert run_main(transformer_inference_dp.main, collect_argv(model, toy_data, out), capsys)[0] == 0
-    folder = shard_dir(out, model, toy_data)
-    path = os.path.join(folder, "hidden_3.pt")
-    hidden = torch.load(path, weights_only=True)
-    hidden["run"] = {"stem": "origin_temp0.7_maxlen99", "fingerprint": "0123456789abcdef"}
-    torch.save(hidden, path)
-    status, err = run_main(hidden_config_ridge.main, ["--jsonl_path", os.path.join(
-        folder, "origin_temp0.7_maxlen12.shard0.jsonl"), "--hidden_dir", folder, "--no_plot"], capsys)
-    assert status == 2
-    assert f"error: {path}: written by the collection run origin_temp0.7_maxlen99" in err
+from rebalance.errors import UsageError
+from rebalance.files import cards
+from rebalance.files.cards import (
+    RunCard,
+    describe,
+    differences,
+    model_files_hash,
+    provenance,
+    read_card_beside,
+    sha256_file,
+    sha256_text,
+    write_merged_card,
+)
 
 
 def test_differences_name_each_field_once():
@@ -221,3 +33,184 @@ def test_differences_name_each_field_once():
     assert differences(old, new) == [("vector_sha256", "a" * 12, "b" * 12), ("top_p", "unset", "0.5"),
                                       ("seed", "42", "7")]
     assert differences(old, dict(old)) == []
+
+
+def test_file_and_text_hashes_are_sha256_across_chunk_boundaries(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc" * 1000)
+    assert sha256_file(str(path), chunk=7) == hashlib.sha256(b"abc" * 1000).hexdigest()
+    assert sha256_text("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert sha256_text("é") == hashlib.sha256("é".encode("utf-8")).hexdigest()
+
+
+def test_a_model_folder_hash_follows_its_config_and_weights_and_nothing_else(tmp_path):
+    assert model_files_hash("org/hub-id") is None
+    (tmp_path / "config.json").write_text('{"a": 1}')
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
+    (tmp_path / "README.md").write_text("notes")
+    first = model_files_hash(str(tmp_path))
+    expected = hashlib.sha256(b'{"a": 1}' + b"model.safetensors:10\n").hexdigest()
+    assert first == expected
+    (tmp_path / "README.md").write_text("other notes")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    assert model_files_hash(str(tmp_path)) == first
+    for name, size in [("extra.bin", 3), ("w.pt", 4), ("m.gguf", 5)]:
+        (tmp_path / name).write_bytes(b"y" * size)
+        assert model_files_hash(str(tmp_path)) != first
+    (tmp_path / "config.json").write_text('{"a": 2}')
+    changed = model_files_hash(str(tmp_path))
+    assert changed == hashlib.sha256(b'{"a": 2}' + b"extra.bin:3\nm.gguf:5\nmodel.safetensors:10\nw.pt:4\n").hexdigest()
+
+
+def test_with_an_index_only_the_index_counts_among_the_weights(tmp_path):
+    (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": {}}')
+    (tmp_path / "model-00001.safetensors").write_bytes(b"x")
+    with_index = model_files_hash(str(tmp_path))
+    assert with_index == hashlib.sha256(b'{"weight_map": {}}').hexdigest()  # no config.json: the index alone
+    (tmp_path / "model-00001.safetensors").write_bytes(b"xx")
+    assert model_files_hash(str(tmp_path)) == with_index
+
+
+def test_a_card_reads_back_as_written_with_a_fingerprint_of_its_compared_fields(tmp_path):
+    card = RunCard({"seed": 1, "top_p": (0.9,), "model": "m"}, {"batch_size": 8}, {"host": "h"}, [{"host": "g"}])
+    assert card.compared == {"seed": 1, "top_p": [0.9], "model": "m"}
+    expected = hashlib.sha256(b'{"model": "m", "seed": 1, "top_p": [0.9]}').hexdigest()[:16]
+    assert card.fingerprint == expected
+    assert RunCard({"model": "m", "top_p": [0.9], "seed": 1}).fingerprint == expected  # key order does not count
+    assert RunCard({"model": "m", "top_p": [0.9], "seed": 2}).fingerprint != expected
+    path = str(tmp_path / "x.run.json")
+    card.write(path)
+    on_disk = json.loads(open(path, encoding="utf-8").read())
+    assert on_disk == {"card_version": 1, "fingerprint": expected, "compared": card.compared,
+                       "recorded": {"batch_size": 8}, "provenance": {"host": "h"}, "resumed": [{"host": "g"}]}
+    assert open(path, encoding="utf-8").read() == json.dumps(on_disk, indent=2, ensure_ascii=False) + "\n"
+    assert RunCard.read(path).as_json() == on_disk
+    unicode = RunCard({"model": "模型-é"})
+    unicode.write(path)
+    assert '"model": "模型-é"' in open(path, encoding="utf-8").read()  # written as it reads, not \\u-escaped
+    assert RunCard.read(path).compared == {"model": "模型-é"}
+    minimal = str(tmp_path / "minimal.run.json")
+    with open(minimal, "w") as handle:
+        json.dump({"compared": {"seed": 3}}, handle)
+    assert RunCard.read(minimal).as_json()["recorded"] == {} and RunCard.read(minimal).resumed == []
+
+
+@pytest.mark.parametrize("text, error", [
+    ("{", "JSONDecodeError"),
+    ('{"recorded": {}}', "KeyError"),
+    ('["compared"]', "TypeError"),
+    ('{"compared": 3}', "TypeError"),
+    ('{"compared": {}, "resumed": 3}', "TypeError"),
+])
+def test_an_unreadable_card_is_one_sentence_naming_it(tmp_path, text, error):
+    path = tmp_path / "x.run.json"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=rf"^{re.escape(str(path))}: not a readable run card \({error}: .*\); "
+                                         "delete it only together with the records beside it$"):
+        RunCard.read(str(path))
+
+
+def test_a_refusal_shows_hashes_short_and_unset_values_as_such():
+    old = {"seed": 42, "vector_sha256": "0123456789abcdef" * 4, "constants": {"b": 1, "a": 2}, "extra_b": 1,
+           "extra_a": "x", "model": "X" * 64}
+    new = {"seed": 42, "vector_sha256": None, "constants": {"a": 2, "b": 3}, "extra_b": 2, "extra_a": "y",
+           "model": "N" * 64, "extra_c": 0}
+    diffs = differences(old, new)
+    assert diffs == [("model", "X" * 64, "N" * 64), ("vector_sha256", "0123456789ab", "unset"),
+                     ("constants", '{"a": 2, "b": 1}', '{"a": 2, "b": 3}'), ("extra_a", "x", "y"),
+                     ("extra_b", "1", "2"), ("extra_c", "unset", "0")]
+    assert differences({"seed": None}, {}) == []  # unset either way
+    assert describe(diffs[1:2]) == ("  --steer_vector_path (the vector's content): 0123456789ab in the existing "
+                                    "shards, unset now")
+    assert describe([("extra_a", "x", "y"), ("seed", "1", "2")], "before", "after") == (
+        "  extra_a: x before, y after\n  --seed: 1 before, 2 after")
+
+
+def test_the_merged_card_keeps_every_shards_provenance_and_resumes(tmp_path):
+    cards = {
+        "r.shard0.jsonl": RunCard({"seed": 1}, {"batch_size": 8}, {"git_commit": "b", "git_dirty": False},
+                                  [{"git_commit": "c"}]),
+        "r.shard1.jsonl": RunCard({"seed": 1}, {"batch_size": 2}, {"git_commit": "a", "git_dirty": True}),
+    }
+    merged = write_merged_card(cards, str(tmp_path / "r.merged.run.json"))
+    assert RunCard.read(str(tmp_path / "r.merged.run.json")).as_json() == merged.as_json()
+    assert merged.compared == {"seed": 1} and merged.recorded == {"batch_size": 8}
+    assert merged.provenance["shards"] == {"r.shard0.jsonl": {"git_commit": "b", "git_dirty": False},
+                                           "r.shard1.jsonl": {"git_commit": "a", "git_dirty": True}}
+    assert merged.provenance["git_commit"] == "b" and merged.provenance["git_dirty"] is False
+    assert merged.provenance["git_commits"] == ["a", "b", "c"]
+    assert merged.resumed == [{"git_commit": "c"}]
+    stamp = datetime.fromisoformat(merged.provenance["merged"])
+    assert stamp.utcoffset() == timedelta(0) and abs(datetime.now(timezone.utc) - stamp) < timedelta(minutes=5)
+    assert read_card_beside(str(tmp_path / "r.merged.jsonl")).as_json() == merged.as_json()
+    assert read_card_beside(str(tmp_path / "r.shard0.jsonl")) is None
+
+
+def git(folder, *args):
+    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A git repository with one commit, standing in for the project's checkout."""
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    git(folder, "init", "-q")
+    (folder / "tracked.py").write_text("x = 1\n")
+    git(folder, "add", "tracked.py")
+    git(folder, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    monkeypatch.setattr(cards, "REPO_ROOT", str(folder))
+    return folder
+
+
+def test_provenance_names_the_commit_and_whether_tracked_files_changed(checkout, monkeypatch):
+    import transformers
+
+    from rebalance import __version__
+
+    monkeypatch.setattr("sys.argv", ["/some/where/check.py", "--grader", "paper"])
+    found = provenance()
+    assert sorted(found) == ["command", "cuda", "device", "git_commit", "git_dirty", "host", "python", "started",
+                             "torch", "transformers", "version"]
+    assert found["git_commit"] == git(checkout, "rev-parse", "HEAD") and found["git_dirty"] is False
+    assert found["command"] == "check.py --grader paper"
+    assert found["version"] == __version__ and found["python"] == platform.python_version()
+    assert found["torch"] == torch.__version__ and found["transformers"] == transformers.__version__
+    assert found["device"] == f"cpu ({platform.machine()})" and found["cuda"] is None
+    assert found["host"] == socket.gethostname()
+    started = datetime.fromisoformat(found["started"])
+    assert started.utcoffset() == timedelta(0) and abs(datetime.now(timezone.utc) - started) < timedelta(minutes=5)
+    (checkout / "untracked.txt").write_text("notes")
+    assert provenance()["git_dirty"] is False  # an untracked file changes no code
+    (checkout / "tracked.py").write_text("x = 2\n")
+    assert provenance()["git_dirty"] is True
+
+
+@pytest.mark.parametrize("where", ["plain folder", "inside another repository", "broken .git"])
+def test_provenance_outside_a_checkout_has_no_commit(checkout, monkeypatch, where):
+    """An installed copy has no .git of its own; one inside somebody else's repository (a virtual
+    environment in a project) must not record that repository's commit."""
+    root = {"plain folder": checkout.parent / "plain", "inside another repository": checkout / "site-packages",
+            "broken .git": checkout.parent / "broken"}[where]
+    root.mkdir()
+    if where == "broken .git":
+        (root / ".git").mkdir()
+    monkeypatch.setattr(cards, "REPO_ROOT", str(root))
+    found = provenance()
+    assert found["git_commit"] is None and found["git_dirty"] is None
+
+
+def test_provenance_names_the_gpu_and_survives_a_cuda_that_cannot_answer(monkeypatch):
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: asked.append(index) or "Some GPU")
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    found = provenance()
+    assert (found["device"], found["cuda"], asked) == ("Some GPU", "12.8", [0])
+
+    def broken(index):
+        raise RuntimeError("no CUDA driver")
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", broken)
+    found = provenance()
+    assert (found["device"], found["cuda"]) == ("unknown", None)

@@ -1,4 +1,5 @@
-"""The repetition penalty and the release's top-p rule against Hugging Face's own processors."""
+"""Sampling: the repetition penalty and the release's top-p rule against Hugging Face's own processors,
+and the one draw per step against exact probabilities."""
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ from transformers import RepetitionPenaltyLogitsProcessor
 
 from rebalance.decode import steer_batch
 from rebalance.decoding.records import make_table
-from rebalance.decoding.sampling import penalise_repeats
+from rebalance.decoding.sampling import counter_uniform, draw, mix32, penalise_repeats
 from rebalance.examples import Example, prompt_ids
 from rebalance.steering import SteeringSetup
 
@@ -50,3 +51,56 @@ def test_engine_with_a_penalty_decodes_what_hf_generate_does(tiny_dirs, arch):
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=list(table.eos_ids))
         assert res.tokens == out[0, prompt.shape[1]:].tolist()[: len(res.tokens)]
     assert [r.tokens for r in ours] != [r.tokens for r in plain]  # the penalty changed something here
+
+
+# ---- one draw for every row ---------------------------------------------------------------------
+
+def lowbias32(x):
+    """The reference hash, on Python integers."""
+    x &= 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def test_the_hash_is_lowbias32_on_every_32_bit_pattern_class():
+    values = [0, 1, 2, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xDEADBEEF, 0xFFFFFFFF, 1 << 40 | 5]
+    assert mix32(torch.tensor(values)).tolist() == [lowbias32(v) for v in values]
+
+
+# chi-square critical values at p = 0.001 (tables): 3 degrees of freedom 16.27, 9 degrees 27.88
+@pytest.mark.parametrize("probs, critical", [
+    ([0.5, 0.25, 0.15, 0.1, 0.0], 16.27),
+    ([0.02, 0.08, 0.1, 0.1, 0.2, 0.05, 0.15, 0.1, 0.1, 0.1], 27.88),
+])
+def test_draws_follow_the_probabilities(probs, critical):
+    """20,000 draws of one example over its positions, and of 20,000 examples at one position."""
+    n = 20_000
+    p = torch.tensor(probs, dtype=torch.float64)
+    for idx, position in [(torch.full((n,), 3), torch.arange(n)), (torch.arange(n), torch.full((n,), 11))]:
+        tokens = draw(p.float().expand(n, -1), counter_uniform(42, idx, position))
+        counts = torch.bincount(tokens, minlength=len(probs)).double()
+        live = p > 0
+        assert counts[~live].sum() == 0  # a token of probability zero is never drawn
+        chi2 = ((counts[live] - n * p[live]) ** 2 / (n * p[live])).sum().item()
+        assert chi2 < critical
+
+
+def test_a_draw_is_the_inverse_cdf_of_its_uniform_and_ignores_the_scale():
+    probs = torch.tensor([[0.0, 0.2, 0.0, 0.3, 0.5]] * 6) * torch.tensor([[1.0], [1.0], [2.0], [2.0], [0.5], [1.0]])
+    uniform = torch.tensor([0.0, 0.19999, 0.2001, 0.49, 0.51, 0.99999], dtype=torch.float64)
+    assert draw(probs, uniform).tolist() == [1, 1, 3, 3, 4, 4]
+
+
+def test_a_uniform_is_a_function_of_seed_idx_and_position_only():
+    idx, position = torch.tensor([0, 1, 2, 1, 0]), torch.tensor([0, 0, 0, 7, 7])
+    u = counter_uniform(42, idx, position)
+    assert u.dtype == torch.float64 and ((u >= 0) & (u < 1)).all()
+    assert counter_uniform(42, idx[[3, 1]], position[[3, 1]]).tolist() == u[[3, 1]].tolist()  # not the row order
+    assert len(set(u.tolist())) == 5
+    assert (counter_uniform(43, idx, position) != u).all()
+    assert (counter_uniform(42 + (1 << 32), idx, position) != u).all()  # the seed's high half counts too
+    many = counter_uniform(0, torch.arange(10_000), torch.zeros(10_000, dtype=torch.long))
+    assert abs(many.mean().item() - 0.5) < 0.01 and abs(many.var().item() - 1 / 12) < 0.003

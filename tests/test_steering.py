@@ -18,8 +18,9 @@ from rebalance.decoding.hooks import residual_hook
 from rebalance.decoding.records import make_table
 from rebalance.decoding.sampling import ReleasedTopP
 from rebalance.decoding.steps import thinking_at_start
+from rebalance.errors import UsageError
 from rebalance.examples import Example, prompt_ids
-from rebalance.steering import Steerer, SteeringSetup, site_index
+from rebalance.steering import Steerer, SteeringSetup, load_vector, site_index
 
 EXAMPLES = [Example(i, p, "", {}) for i, p in enumerate(PROBLEMS)]
 CONTROL = ControlFunction(**generic())
@@ -395,3 +396,81 @@ def test_controller_on_hand_set_confidences():
         applied.append(float(controller.on_tokens(tracker, torch.tensor([p]))[0]))
     assert [c != c for c in applied] == [True, True, False, False, True, False]  # NaN off the boundaries
     assert [c for c in applied if c == c] == pytest.approx([0.6, 0.6, 0.9])
+
+
+# ---- the vector file and the layer, checked before any model loads -------------------------------
+
+@pytest.mark.parametrize("shape", [(32,), (1, 32)])
+def test_a_vector_of_the_models_width_loads_flat_in_float32(tmp_path, shape):
+    path = tmp_path / "v.pt"
+    saved = torch.arange(32, dtype=torch.bfloat16).reshape(shape)
+    torch.save(saved, path)
+    vector = load_vector(str(path), 32)
+    assert vector.dtype == torch.float32 and vector.tolist() == [float(i) for i in range(32)]
+
+
+@pytest.mark.parametrize("content, message", [
+    (torch.zeros(31), "has shape [31], expected [32] (the model's hidden size)"),
+    (torch.zeros(1, 1, 32), "has shape [1, 1, 32], expected [32] (the model's hidden size)"),
+    ({"vector": torch.zeros(32)}, "holds a dict, expected a float tensor of shape [32]"),
+])
+def test_a_vector_of_another_shape_or_kind_is_named(tmp_path, content, message):
+    path = tmp_path / "v.pt"
+    torch.save(content, path)
+    with pytest.raises(UsageError) as err:
+        load_vector(str(path), 32)
+    assert str(err.value) == f"--steer_vector_path: {path} {message}"
+
+
+def test_a_missing_or_foreign_vector_file_is_one_sentence(tmp_path, monkeypatch):
+    with pytest.raises(UsageError) as err:
+        load_vector(str(tmp_path / "none.pt"), 32)
+    assert str(err.value) == f"--steer_vector_path: no such file: {tmp_path / 'none.pt'}"
+    path = tmp_path / "text.pt"
+    path.write_text("not a tensor file\nsecond line")
+    try:
+        torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - what torch itself says, to compare with
+        said = str(exc).strip().splitlines()[0]
+    prefix = f"--steer_vector_path: {path} is not a plain tensor file (expected a float tensor of shape [32]): "
+    with pytest.raises(UsageError) as err:
+        load_vector(str(path), 32)
+    assert str(err.value) == prefix + said[:200]
+    for raised, shown in [(RuntimeError(""), "RuntimeError"), (ValueError("x" * 300 + "\nmore"), "x" * 200),
+                          (OSError("  first\nsecond"), "first")]:
+        monkeypatch.setattr(torch, "load", lambda *a, error=raised, **k: (_ for _ in ()).throw(error))
+        with pytest.raises(UsageError) as err:
+            load_vector(str(path), 32)
+        assert str(err.value) == prefix + shown
+
+
+@pytest.mark.parametrize("layer, inject_at, index", [(0, "input", 0), (4, "input", 4), (0, "output", 1),
+                                                     (3, "output", 4)])
+def test_the_site_of_a_layer_is_its_input_or_its_output(layer, inject_at, index):
+    assert site_index(5, layer, inject_at) == index  # 4 blocks: hidden_states indices 0..4
+
+
+@pytest.mark.parametrize("layer, inject_at, top", [(5, "input", 4), (-1, "input", 4), (4, "output", 3),
+                                                   (-1, "output", 3), (5, "output", 3)])
+def test_a_layer_out_of_range_names_the_range(layer, inject_at, top):
+    with pytest.raises(UsageError) as err:
+        site_index(5, layer, inject_at)
+    assert str(err.value) == (f"--steer_layer {layer} is out of range for --inject_at {inject_at}: "
+                              f"this model takes 0..{top}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("positions", [1, 3])
+def test_the_hook_adds_scale_times_vector_at_the_last_position_only(dtype, positions):
+    vector = torch.tensor([1.0, -2.0, 0.5, 4.0])
+    steerer = Steerer(torch.nn.Linear(4, 4), SteeringSetup(vector, 1, "static", 0.5, None))
+    hidden = torch.arange(2 * positions * 4, dtype=torch.float32).reshape(2, positions, 4).to(dtype)
+    before = hidden.clone()
+    assert steerer._add(hidden) is None  # not armed: outside decoding steps nothing is added
+    steerer.scale = torch.tensor([0.5, 0.0])
+    out = steerer._add(hidden)
+    assert out.dtype == dtype and out.shape == hidden.shape
+    assert torch.equal(hidden, before)  # the model's own tensor is left as it was
+    expected = before.clone()
+    expected[0, -1] = expected[0, -1] + (0.5 * vector).to(dtype)
+    assert torch.equal(out, expected)

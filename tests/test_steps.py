@@ -4,7 +4,15 @@ import random
 import pytest
 import torch
 
-from rebalance.decoding.steps import StepTracker, TokenTable, split_steps, step_confidence, thinking_at_start
+from rebalance.decoding.steps import (
+    StepTracker,
+    TokenTable,
+    split_steps,
+    step_confidence,
+    steps_from_flags,
+    thinking_at_start,
+    token_flags,
+)
 
 
 class FakeTokenizer:
@@ -113,18 +121,37 @@ def test_tracker_agrees_with_split_steps():
     prompts = [ids("a", "<think>") if r % 2 else ids("a") for r in range(rows)]
     tracker = StepTracker(T.table, prompts, torch.device("cpu"))
     flagged = [([], []) for _ in range(rows)]
+    packed = [[] for _ in range(rows)]
     for pos in range(40):
         tracker.advance(torch.tensor([s[pos] for s in streams]))
-        for r in range(rows):
+        for r, bits in enumerate(token_flags(tracker).tolist()):
+            packed[r].append(bits)
             if tracker.boundary[r]:
                 flagged[r][0].append(pos)
             if tracker.capture[r]:
                 flagged[r][1].append(pos)
+    closed = 0
     for r in range(rows):
         split = split_steps(streams[r], T.table, thinking_at_start(prompts[r], T.table))
         assert flagged[r][0] == split.boundaries, r
         # online, the row at the very last token is taken later by one more cached step
         assert flagged[r][1] == split.capture_positions, r
+        assert steps_from_flags(packed[r]) == split, r  # a record's steps, straight from decoding
+        closed += split.think_closed
+    assert 0 < closed < rows  # both kinds of region end were seen
+
+
+@pytest.mark.parametrize("flags, steps, boundaries, captures, region_end, closed", [
+    ([], [], [], [], 0, False),
+    ([0, 0], [], [], [], 0, False),  # never thinking
+    ([1, 1, 3, 5, 1, 8, 1], [(0, 3), (3, 5)], [2], [3], 5, True),
+    ([0, 1, 3, 3, 5], [(1, 3), (3, 4), (4, 5)], [2, 3], [4], 5, False),  # cut at the limit mid-step
+    ([8], [], [], [], 0, True),  # </think> first
+])
+def test_steps_from_flags_by_hand(flags, steps, boundaries, captures, region_end, closed):
+    split = steps_from_flags(flags)
+    assert (split.steps, split.boundaries, split.capture_positions, split.region_end, split.think_closed) == \
+        (steps, boundaries, captures, region_end, closed)
 
 
 def test_a_fresh_tracker_row_is_alive_and_flags_nothing_and_joins_any_batch():

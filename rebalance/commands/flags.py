@@ -63,6 +63,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num_gpus", type=positive_int, default=1,
                         help="data-parallel workers, one per GPU (CPU workers without CUDA)")
     parser.add_argument("--batch_size", type=positive_int, default=1)
+    parser.add_argument("--fit_batch", action="store_true",
+                        help="when --batch_size rows at full length would not fit in memory beside the weights, "
+                             "run with the widest batch that does (without it the run stops, naming the numbers)")
     parser.add_argument("--limit", type=positive_int, default=None, help="only the first N examples")
 
 

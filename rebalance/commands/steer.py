@@ -83,7 +83,8 @@ def make_job(args: argparse.Namespace) -> SteerJob:
     return SteerJob(model, name, args.dataset_dir, args.dataset, os.path.join(args.output_path, name, args.dataset),
                     base, args.max_generated_tokens, args.batch_size, args.limit, args.dtype, args.trust_remote_code,
                     args.steer_vector_path, layer if layer is not None else -1, args.inject_at, args.steer_mode,
-                    args.steer_coef, constants, args.temperature, args.top_p, args.repetition_penalty, args.seed)
+                    args.steer_coef, constants, args.temperature, args.top_p, args.repetition_penalty, args.seed,
+                    fit_batch=args.fit_batch)
 
 
 def main(argv: list[str] | None, variant: str, description: str) -> int:

@@ -3,7 +3,8 @@
 Every residual site (HF `hidden_states` indices 0..L) gets a hook that, only on the decoding
 steps where some row starts a new step, keeps the last position of the armed rows. Which rows
 are armed is known on the host already (it came with the step's one transfer), so arming costs no
-synchronisation. Nothing is kept for the other steps.
+synchronisation, and the kept rows travel to the host without blocking (`to_host_later`). Nothing
+is kept for the other steps.
 """
 
 from __future__ import annotations
@@ -59,17 +60,35 @@ class HiddenCapture(StepPlugin):
     def arm(self, rows: Sequence[int]) -> None:
         """Before a model call: capture these batch rows at this call's last position."""
         self._armed = list(rows)
-        self._rows = torch.tensor(self._armed, dtype=torch.long, device=self.device) if self._armed else None
+        self._rows = to_device_later(self._armed, self.device) if self._armed else None
 
     def collect(self) -> list[torch.Tensor]:
         """After the model call: one [sites, D] tensor per armed row, in arming order."""
         if self._rows is None or any(rows is None for rows in self._latest):  # nothing armed, or a failed call
             self._rows, self._latest = None, [None] * self.n_sites
             return []
-        stacked = torch.stack(self._latest, dim=1).to(self.rows_device)
+        stacked = to_host_later(torch.stack(self._latest, dim=1), self.rows_device)
         self._rows = None
         self._latest = [None] * self.n_sites
         return list(stacked.unbind(0))
+
+
+def to_host_later(rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`rows` on `device` without waiting for them: a GPU-to-CPU copy goes into pinned memory
+    asynchronously and is complete once the step's one transfer has synchronised the stream, long
+    before the example's file is written. Anything else is an ordinary copy."""
+    if rows.device.type != "cuda" or device.type != "cpu":
+        return rows.to(device)
+    host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
+    return host.copy_(rows, non_blocking=True)
+
+
+def to_device_later(index: Sequence[int], device: torch.device) -> torch.Tensor:
+    """A host-built index on `device`; to a GPU through pinned memory, so the copy is queued
+    behind the step's work instead of waiting for it."""
+    if device.type != "cuda":
+        return torch.tensor(index, dtype=torch.long, device=device)
+    return torch.tensor(index, dtype=torch.long).pin_memory().to(device, non_blocking=True)
 
 
 def hidden_dict(rows: Sequence[torch.Tensor], n_sites: int, hidden_size: int,

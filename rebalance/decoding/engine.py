@@ -29,8 +29,8 @@ from transformers import LogitsProcessor
 from ..examples import Example
 from . import cache as kvcache
 from .plugins import StepPlugin
-from .sampling import ReleasedTopP, left_pad, penalise_repeats
-from .steps import StepTracker, TokenTable
+from .sampling import ReleasedTopP, counter_uniform, draw, left_pad, penalise_repeats
+from .steps import CAPTURE, StepTracker, TokenTable, token_flags
 
 PromptFn = Callable[[Example], list[int]]
 
@@ -45,6 +45,7 @@ class Finished:
     logprobs: list[float]              # max log-softmax of the raw logits that chose each token
     hit_eos: bool
     values: dict[str, list[Any]]       # what each plugin kept for this row, in order, by plugin name
+    flags: list[int] = field(default_factory=list)  # the tracker's facts per token (steps.token_flags)
 
 
 @dataclass
@@ -53,16 +54,16 @@ class _Slot:
 
     example: Example
     prompt: list[int]
-    generator: torch.Generator | None  # seeded with seed + idx: a sample does not depend on the neighbours
     length: int                        # this row's tokens in the cache
     values: dict[str, list[Any]]
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    flags: list[int] = field(default_factory=list)
     starts_step: bool = False          # the token fed next starts a step
     draining: bool = False             # ended at the limit; fed once more only for the plugins' sake
 
     def result(self, hit_eos: bool) -> Finished:
-        return Finished(self.example, self.prompt, self.tokens, self.logprobs, hit_eos, self.values)
+        return Finished(self.example, self.prompt, self.tokens, self.logprobs, hit_eos, self.values, self.flags)
 
 
 @dataclass
@@ -130,6 +131,8 @@ class Engine:
         self.history = torch.zeros(0, 0, dtype=torch.long, device=self.device)  # ids of the cache columns
         self.lengths = torch.zeros(0, dtype=torch.long, device=self.device)
         self.next_tokens = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.example_idx = torch.zeros(0, dtype=torch.long, device=self.device)  # the example each row holds
+        self.generated = torch.zeros(0, dtype=torch.long, device=self.device)  # tokens each row has chosen
         self.tracker = StepTracker(self.table, [], self.device)
         self.seen: torch.Tensor | None = None  # [rows, V] tokens each row has seen (repetition penalty)
 
@@ -145,6 +148,8 @@ class Engine:
             self.history = self.history.new_zeros(0, 0)
         self.lengths = self.lengths.index_select(0, index)
         self.next_tokens = self.next_tokens.index_select(0, index)
+        self.example_idx = self.example_idx.index_select(0, index)
+        self.generated = self.generated.index_select(0, index)
         self.tracker.keep(index)
         if self.seen is not None:
             self.seen = self.seen.index_select(0, index)
@@ -238,6 +243,8 @@ class Engine:
         self.cache = kvcache.append_rows(self.cache, cache)
         self.lengths = torch.cat([self.lengths, torch.tensor([len(p) for p in prompts], device=self.device)])
         self.next_tokens = torch.cat([self.next_tokens, torch.zeros(len(prompts), dtype=torch.long, device=self.device)])
+        self.example_idx = torch.cat([self.example_idx, torch.tensor([ex.idx for ex in examples], device=self.device)])
+        self.generated = torch.cat([self.generated, torch.zeros(len(prompts), dtype=torch.long, device=self.device)])
         self.tracker.extend(StepTracker(self.table, prompts, self.device))
         for plugin in self.plugins:
             plugin.admit(len(prompts))
@@ -247,16 +254,11 @@ class Engine:
                 seen[row, torch.tensor(prompt, dtype=torch.long, device=self.device)] = True
             self.seen = seen if self.seen is None else torch.cat([self.seen, seen], dim=0)
         for ex, prompt in zip(examples, prompts):
-            generator = None
-            if self.shaping is not None:
-                generator = torch.Generator(device=self.device)
-                generator.manual_seed(self.seed + ex.idx)
-            self.slots.append(_Slot(ex, prompt, generator, len(prompt), {p.name: [] for p in self.plugins}))
+            self.slots.append(_Slot(ex, prompt, len(prompt), {p.name: [] for p in self.plugins}))
         return logits
 
     def _rows(self) -> RowContext:
-        return RowContext(torch.tensor([slot.example.idx for slot in self.slots], device=self.device),
-                          torch.tensor([len(slot.tokens) for slot in self.slots], device=self.device))
+        return RowContext(self.example_idx, self.generated)
 
     def _choose(self, logits: torch.Tensor) -> list[Finished]:
         """Next token of every live row, the trackers advanced on it, and the one transfer."""
@@ -274,14 +276,13 @@ class Engine:
             scores = penalise_repeats(scores, self.seen, self.penalty)
         if self.shaping is not None:
             probs = torch.softmax(self.shaping(self.history, scores), dim=-1)
-            tokens = torch.cat([torch.multinomial(probs[i], 1, generator=slot.generator)
-                                for i, slot in enumerate(self.slots)])
+            tokens = draw(probs, counter_uniform(self.seed, self.example_idx, self.generated))
         else:
             tokens = scores.argmax(dim=-1)
         if self.seen is not None:
             self.seen[torch.arange(len(tokens), device=self.device), tokens] = True
         self.tracker.advance(tokens)
-        columns = [tokens.double(), logp.double(), self.tracker.capture.double()]
+        columns = [tokens.double(), logp.double(), token_flags(self.tracker).double()]
         named = []  # (column, plugin name) of the plugins that put a number per row into the transfer
         for plugin in self.plugins:
             column = plugin.after_choose(self.tracker, logp.exp())
@@ -290,21 +291,24 @@ class Engine:
                 columns.append(column.double())
         packet = torch.stack(columns, dim=1).cpu().tolist()  # the step's one device-to-host transfer
         self.next_tokens = tokens
+        self.generated = self.generated + 1
 
         finished, keep = [], []
         for i, (slot, row) in enumerate(zip(self.slots, packet)):
-            token = int(row[0])
+            token, flags = int(row[0]), int(row[2])
             slot.tokens.append(token)
             slot.logprobs.append(row[1])
+            slot.flags.append(flags)
+            starts_step = bool(flags & CAPTURE)
             hit_eos = token in self.eos
             if hit_eos or len(slot.tokens) >= self.max_new_tokens:
-                if self.final_feed and not hit_eos and row[2]:
+                if self.final_feed and not hit_eos and starts_step:
                     slot.draining = slot.starts_step = True  # its last token starts a step: one more feed
                     keep.append(i)
                 else:
                     finished.append(slot.result(hit_eos))
                 continue
-            slot.starts_step = bool(row[2])
+            slot.starts_step = starts_step
             for column, name in named:
                 if not math.isnan(row[column]):
                     slot.values[name].append(row[column])  # e.g. a coefficient, applied when this token is fed

@@ -11,7 +11,7 @@ from .capture import HiddenCapture, hidden_dict
 from .engine import Finished
 from .sampling import eos_token_ids
 from .sites import num_residual_sites, text_config
-from .steps import StepSplit, TokenTable, split_steps, step_confidence, thinking_at_start
+from .steps import StepSplit, TokenTable, step_confidence, steps_from_flags
 
 
 @dataclass
@@ -44,11 +44,11 @@ def build_record(tokenizer, ex: Example, tokens: Sequence[int], logprobs: Sequen
     }
 
 
-def decoded(done: Finished, model, tokenizer, table: TokenTable, record_fields: Iterable[str] = ()) -> Decoded:
+def decoded(done: Finished, model, tokenizer, record_fields: Iterable[str] = ()) -> Decoded:
     """The record of one finished row, with the plugin values named in `record_fields` (the
     steerer's `steer_coefs`), and its hidden-state dict when it was captured. The captured rows must
-    be exactly the steps' first tokens."""
-    split = split_steps(done.tokens, table, thinking_at_start(done.prompt, table))
+    be exactly the steps' first tokens. The steps are the ones the tracker found while decoding."""
+    split = steps_from_flags(done.flags)
     record = build_record(tokenizer, done.example, done.tokens, done.logprobs, split, done.hit_eos)
     record.update({name: done.values[name] for name in record_fields})
     hidden = None

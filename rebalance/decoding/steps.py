@@ -97,41 +97,69 @@ class StepSplit:
     think_closed: bool = False
 
 
+# The facts the tracker finds about each generated token, packed into one small integer per token so
+# they travel in the step's one transfer and a record's steps come from decoding itself.
+IN_REGION, BOUNDARY, CAPTURE, CLOSING = 1, 2, 4, 8
+
+
+def token_flags(tracker: "StepTracker") -> torch.Tensor:
+    """This step's facts per row, as the bits above."""
+    return (tracker.in_region.long() * IN_REGION + tracker.boundary.long() * BOUNDARY
+            + tracker.capture.long() * CAPTURE + tracker.closing.long() * CLOSING)
+
+
 def split_steps(generated: Sequence[int], table: TokenTable, thinking: bool) -> StepSplit:
     """Split a response into steps (docs/method.md §2), on token ids, boundaries in the response only.
 
     A step runs up to and including its boundary token; the region ends at `</think>` or EOS;
     one contiguous region (a second `<think>` after `</think>` does not reopen it). Row j of the
     hidden states is taken at `capture_positions[j]`, the token after boundary j when that token
-    is still inside the region, so there is always one row fewer than steps.
+    is still inside the region, so there is always one row fewer than steps. This is the offline
+    reference the batched `StepTracker` is tested against: token by token, in plain Python.
     """
-    out = StepSplit()
+    flags = []
     eos = set(table.eos_ids)
-    start = None
-    previous = None
-    for pos, token in enumerate(generated):
+    previous, after_boundary = None, False
+    for token in generated:
         if token in eos:
             break
         if not thinking:
             thinking = token == table.think_open
             previous = token
+            flags.append(0)
             continue
         if token == table.think_close:
+            flags.append(CLOSING)
+            break
+        boundary = table.is_boundary(token, previous)
+        flags.append(IN_REGION | (BOUNDARY if boundary else 0) | (CAPTURE if after_boundary else 0))
+        previous, after_boundary = token, boundary
+    return steps_from_flags(flags)
+
+
+def steps_from_flags(flags: Sequence[int]) -> StepSplit:
+    """The `split_steps` result of a response, read from the flags the tracker left on each of its
+    tokens while decoding (no second pass over the ids)."""
+    out = StepSplit()
+    start = None
+    for pos, bits in enumerate(flags):
+        if bits & CLOSING:
             out.think_closed = True
             if start is not None:
                 out.steps.append((start, pos))
                 start = None
             out.region_end = pos
             break
-        if out.boundaries and out.boundaries[-1] == pos - 1:
+        if not bits & IN_REGION:
+            continue
+        if bits & CAPTURE:
             out.capture_positions.append(pos)
         if start is None:
             start = pos
-        if table.is_boundary(token, previous):
+        if bits & BOUNDARY:
             out.boundaries.append(pos)
             out.steps.append((start, pos + 1))
             start = None
-        previous = token
         out.region_end = pos + 1
     if start is not None:
         out.steps.append((start, out.region_end))
@@ -157,7 +185,7 @@ class StepTracker(RowState):
     """
 
     ROW_FIELDS = ("thinking", "closed", "finished", "prev_ends_nl", "prev_boundary", "alive", "boundary",
-                  "capture", "is_boundary")
+                  "capture", "is_boundary", "in_region", "closing")
 
     def __init__(self, table: TokenTable, prompts: Sequence[Sequence[int]], device: torch.device):
         self.table = table.to(device)
@@ -173,6 +201,8 @@ class StepTracker(RowState):
         self.boundary = torch.zeros(rows, dtype=torch.bool, device=device)
         self.capture = torch.zeros(rows, dtype=torch.bool, device=device)
         self.is_boundary = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.in_region = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.closing = torch.zeros(rows, dtype=torch.bool, device=device)
 
     def advance(self, tokens: torch.Tensor) -> None:
         table = self.table
@@ -185,9 +215,10 @@ class StepTracker(RowState):
         self.is_boundary = boundary  # by the token rule alone, wherever it stands
         self.boundary = in_region & boundary
         self.alive = alive
+        self.in_region = in_region
         self.prev_boundary = self.boundary
         self.prev_ends_nl = torch.where(alive, table.ends_nl[tokens], self.prev_ends_nl)
-        closing = alive & self.thinking & is_close
+        closing = self.closing = alive & self.thinking & is_close
         self.closed |= closing
         self.thinking = (self.thinking & ~closing) | (alive & is_open & ~self.closed)
         self.finished |= ~alive

@@ -3,7 +3,7 @@ merged file and check.py's metrics, so runs that differ never share a file unnot
 
 A card has three parts. `compared`: everything that changes the records (model and a hash of its
 files, dataset file hash, mode, vector hash, layer and site, control constants, coefficient,
-temperature, top-p, repetition penalty, seed, max tokens, dtype, step rule, prompt hash); resuming
+temperature, top-p, repetition penalty, seed and sampler, max tokens, dtype, step rule, prompt hash); resuming
 or merging with a difference there is refused. `recorded`: what does not change a record (batch
 size, workers, `--hs_device`, `--limit`, paths), kept for the reader. `provenance`: project version
 and git commit, library versions, device, host, start time and command line; each resume adds an
@@ -46,6 +46,7 @@ FIELD_FLAGS = {
     "top_p": "--top_p",
     "repetition_penalty": "--repetition_penalty",
     "seed": "--seed",
+    "sampler": "the sampler (this suite's version)",
     "max_new_tokens": "--max_generated_tokens",
     "dtype": "--dtype",
     "step_rule": "the step rule (this suite's version)",
@@ -172,8 +173,7 @@ def _show(value: Any) -> str:
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(field, old value, new value) for every compared field that differs, in a stable order."""
     names = list(FIELD_FLAGS) + sorted((set(old) | set(new)) - set(FIELD_FLAGS))
-    return [(name, _show(old.get(name)), _show(new.get(name))) for name in names
-            if (name in old or name in new) and old.get(name) != new.get(name)]
+    return [(name, _show(old.get(name)), _show(new.get(name))) for name in names if old.get(name) != new.get(name)]
 
 
 def describe(diffs: Iterable[tuple[str, str, str]], then: str = "in the existing shards", now: str = "now") -> str:

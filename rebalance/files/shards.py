@@ -115,7 +115,10 @@ class ShardLock:
                 os.unlink(self.path)  # still ours: nobody else can hold it while we do
             except FileNotFoundError:
                 pass
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            try:  # explicitly: a forked worker's copy of the descriptor would otherwise keep it locked
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            except OSError:  # never locked (a filesystem without locks)
+                pass
             os.close(self._fd)
             self._fd = -1
 
@@ -193,14 +196,14 @@ def merge_records(shards: Iterable[list[dict[str, Any]]]) -> tuple[list[dict[str
     merged, duplicates = [], 0
     for records in shards:
         for rec in records:
-            key = ("idx", rec["idx"]) if "idx" in rec else ("question", rec.get("question"))
+            key = rec["idx"] if "idx" in rec else (None, rec.get("question"))  # an int never equals a pair
             if key in seen:
                 duplicates += 1
                 continue
             seen.add(key)
             merged.append(rec)
-    merged.sort(key=lambda r: (r.get("idx") is None, r.get("idx", 0)))
-    return merged, duplicates
+    numbered = sorted((r for r in merged if "idx" in r), key=lambda r: r["idx"])
+    return numbered + [r for r in merged if "idx" not in r], duplicates
 
 
 def shard_cards(shards: Sequence[str]) -> dict[str, RunCard]:
