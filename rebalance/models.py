@@ -11,6 +11,7 @@ import os
 
 import torch
 
+from .decoding.sites import text_of
 from .errors import UsageError
 from .organism.train import ORGANISM_NAME, organism_model_dir
 from .store import EMBEDDED_NAME, convert_gguf, embedded_model_dir
@@ -64,9 +65,14 @@ def model_basename(name: str) -> str:
     return base[: -len(".gguf")] if base.endswith(".gguf") else base
 
 
-def model_shape(path: str, trust_remote_code: bool = False) -> tuple[int, int]:
-    """(hidden size, blocks) from the config alone: bad input fails in the parent process, before
-    any worker starts or any weights load."""
+def load_error(name: str, err: Exception) -> UsageError:
+    """A model that cannot be loaded, in one sentence naming the flag."""
+    return UsageError(f"--model_name_or_path: cannot load {name}: {str(err).strip().splitlines()[0]}")
+
+
+def model_config(path: str, trust_remote_code: bool = False):
+    """The language model's config, read alone: bad input fails in the parent process, before any
+    worker starts or any weights load."""
     from transformers import AutoConfig
 
     try:
@@ -74,7 +80,12 @@ def model_shape(path: str, trust_remote_code: bool = False) -> tuple[int, int]:
     except (OSError, ValueError) as err:
         raise UsageError(f"--model_name_or_path: cannot read the config of {path}: "
                          f"{str(err).strip().splitlines()[0]}") from None
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return text_of(config)
+
+
+def model_shape(path: str, trust_remote_code: bool = False) -> tuple[int, int]:
+    """(hidden size, blocks) from the config alone."""
+    config = model_config(path, trust_remote_code)
     return config.hidden_size, config.num_hidden_layers
 
 
@@ -100,6 +111,6 @@ def load_model(name: str, device: torch.device | str = "cpu", dtype: str | None 
         tokenizer = load_tokenizer(path, trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:  # missing files, an unknown architecture, a bad config
-        raise UsageError(f"--model_name_or_path: cannot load {name}: {str(err).strip().splitlines()[0]}") from None
+        raise load_error(name, err) from None
     model.to(device).eval()
     return model, tokenizer

@@ -27,7 +27,17 @@ from .files.atomic import atomic_torch_save
 from .files.cards import RunCard, describe, differences, model_files_hash, provenance, sha256_file
 from .files.names import card_files, collection_stem, hidden_files, hidden_path, shard_path
 from .files.shards import ShardWriter, hold_run
-from .models import load_model, load_tokenizer, model_basename, model_shape, resolve_dtype, resolve_model_path
+from .models import (
+    DTYPES,
+    load_error,
+    load_model,
+    load_tokenizer,
+    model_basename,
+    model_config,
+    model_shape,
+    resolve_dtype,
+    resolve_model_path,
+)
 from .parallel import Rank, launched_rank, run_data_parallel
 from .steering import SteeringSetup, load_vector, site_index
 
@@ -163,8 +173,6 @@ def check_hidden_owner(job: CollectJob, card: RunCard) -> None:
 def plan_memory(job: RunJob, num_gpus: int) -> RunJob:
     """The job with the width its workers can hold (docs/method.md §14): the cache of every row at
     full length beside the weights, checked before any worker loads anything."""
-    from transformers import AutoConfig
-
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
     available = available_bytes(device)
     if available is None:  # nothing to measure against: the run goes on as asked
@@ -173,13 +181,14 @@ def plan_memory(job: RunJob, num_gpus: int) -> RunJob:
     where = f"on {device}" if device != "cpu" else "in RAM" + (f" for each of {workers} workers" if workers > 1 else "")
     if device == "cpu":
         available //= workers  # CPU workers share the machine's memory, each with its own weights and cache
-    config = AutoConfig.from_pretrained(job.model, trust_remote_code=job.trust_remote_code)
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = model_config(job.model, job.trust_remote_code)
     itemsize = resolve_dtype(job.dtype, torch.device(device)).itemsize
-    stored = getattr(text, "dtype", None) or getattr(text, "torch_dtype", None)
-    stored_size = getattr(torch, str(stored).replace("torch.", ""), torch.float32).itemsize if stored else 4
-    params = parameter_count(job.model, stored_size) or 0
-    tokenizer = load_tokenizer(job.model, job.trust_remote_code)
+    stored = str(getattr(text, "dtype", None) or getattr(text, "torch_dtype", None)).replace("torch.", "")
+    params = parameter_count(job.model, DTYPES.get(stored, torch.float32).itemsize) or 0
+    try:
+        tokenizer = load_tokenizer(job.model, job.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise load_error(job.model_name, err) from None
     examples = load_examples(job.dataset_dir, job.dataset, job.limit)
     longest = max((len(prompt_ids(tokenizer, ex.problem)) for ex in examples), default=0)
     rows = max(1, min(job.batch_size, -(-len(examples) // workers)))  # no wider than a worker's share

@@ -138,7 +138,8 @@ class Steerer(StepPlugin):
         if self.scale is None:
             return None
         delta = (self.scale[:, None, None] * self.vector).to(device=hidden.device, dtype=hidden.dtype)
-        return torch.cat([hidden[:, :-1], hidden[:, -1:] + delta], dim=1)  # the last position only, out of place
+        last = hidden[:, -1:] + delta  # the last position only, out of place
+        return last if hidden.shape[1] == 1 else torch.cat([hidden[:, :-1], last], dim=1)  # decoding: one position
 
     @contextmanager
     def hooks(self) -> Iterator["Steerer"]:

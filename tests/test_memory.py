@@ -97,3 +97,11 @@ def test_a_run_that_cannot_fit_stops_before_loading_and_one_that_may_narrow_fini
     folder = shard_dir(tmp_path / "o", model_dir, data)
     assert sorted(r["idx"] for r in read_records(os.path.join(folder, "origin_temp0.7_maxlen12.shard0.jsonl"))) == \
         list(range(6))
+
+
+def test_a_torn_safetensors_file_is_named_not_a_traceback(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"\x10\x00")  # shorter than its own length field
+    with pytest.raises(UsageError) as err:
+        parameter_count(str(tmp_path), 2)
+    assert str(err.value) == (f"{tmp_path}/model.safetensors: not a readable safetensors file (error); "
+                              "check --model_name_or_path")

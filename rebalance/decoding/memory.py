@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UsageError
+from .sites import text_of
 
 GIB = 1 << 30
 LOGIT_COPIES = 4  # float32 logits per row alive at once in a step: raw, processed, probabilities, their CDF
@@ -24,7 +25,7 @@ LOGIT_COPIES = 4  # float32 logits per row alive at once in a step: raw, process
 
 def kv_bytes_per_token(config, itemsize: int) -> int:
     """Bytes of keys and values one token of one row holds over all layers."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = text_of(config)
     heads = text.num_attention_heads
     kv_heads = getattr(text, "num_key_value_heads", None) or heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
@@ -33,10 +34,14 @@ def kv_bytes_per_token(config, itemsize: int) -> int:
 
 def _safetensors_parameters(path: str) -> int:
     """Parameters in a .safetensors file, from its header alone."""
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    return sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        return sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+    except (OSError, struct.error, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UsageError(f"{path}: not a readable safetensors file ({type(err).__name__}); "
+                         "check --model_name_or_path") from None
 
 
 def parameter_count(model_path: str, file_itemsize: int) -> int | None:

@@ -3,6 +3,7 @@ rule, the draw of every row's token at once, the repetition penalty, EOS handlin
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -56,10 +57,12 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def _seed_keys(seed: int) -> list[int]:
-    """Two 32-bit keys from a seed of any size, one per half of the uniform's 53 bits."""
+@functools.lru_cache(maxsize=16)
+def _seed_keys(seed: int) -> tuple[int, int]:
+    """Two 32-bit keys from a seed of any size, one per half of the uniform's 53 bits (worked out
+    once per seed, not at every step)."""
     first = int(mix32(torch.tensor((seed & _WORD) ^ int(mix32(torch.tensor((seed >> 32) & _WORD))))))
-    return [first, int(mix32(torch.tensor(first ^ 0x9E3779B9)))]
+    return first, int(mix32(torch.tensor(first ^ 0x9E3779B9)))
 
 
 def counter_uniform(seed: int, idx: torch.Tensor, position: torch.Tensor) -> torch.Tensor:

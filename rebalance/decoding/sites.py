@@ -10,9 +10,13 @@ from torch import nn
 from ..errors import UsageError
 
 
-def text_config(model: nn.Module):
-    config = model.config
+def text_of(config):
+    """The language model's part of a config (a multimodal model nests it)."""
     return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def text_config(model: nn.Module):
+    return text_of(model.config)
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
