@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv test demo organism reproduce bench bench-gpu mutation data vectors clean
+.PHONY: venv test demo organism study reproduce bench bench-gpu mutation data vectors clean
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,13 @@ demo: venv
 # the overthinking organism the demo runs on, trained ahead of time (`make demo` trains it on first use)
 organism: venv
 	$(BIN)/python -m rebalance.organism train
+
+# the organism study: train each seed, run the pipeline, dynamic against a static sweep on 200 held-out
+# problems (resumable; about 25 minutes a seed on a 2-core CPU): make study [SEEDS=0,1,2,3,4] [STUDY_OUT=study_out]
+SEEDS ?= 0,1,2,3,4
+STUDY_OUT ?= study_out
+study: venv
+	$(BIN)/python -m rebalance.organism study --seeds $(SEEDS) --out $(STUDY_OUT)
 
 # make reproduce MODEL=DeepSeek-R1-Distill-Qwen-1.5B [VECTOR=...] [BENCHMARKS=Math_Math500,Math_GSM8K] [LIMIT=20] [ARGS="--num_gpus 8"]
 reproduce: venv
@@ -58,4 +65,4 @@ vectors: venv
 	$(BIN)/python -m rebalance.benchmarks.fetch vectors --out .
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache mutants Data/Organism_Seen Data/Organism_Heldout
+	rm -rf $(DEMO_OUT) $(STUDY_OUT) .pytest_cache mutants Data/Organism_Seen Data/Organism_Heldout

@@ -37,8 +37,9 @@ MODULE_TESTS = {
     "rebalance/files/shards.py": ["tests/test_shards.py"],
     "rebalance/files/names.py": ["tests/test_names.py"],
     "rebalance/files/cards.py": ["tests/test_cards.py"],
-    "rebalance/grading/answers.py": ["tests/test_grading.py", "tests/test_grading_table.py"],
-    "rebalance/grading/equivalence.py": ["tests/test_grading.py", "tests/test_grading_table.py"],
+    "rebalance/grading/answers.py": ["tests/test_answers.py", "tests/test_grading.py", "tests/test_grading_table.py"],
+    "rebalance/grading/equivalence.py": ["tests/test_equivalence.py", "tests/test_grading.py",
+                                         "tests/test_grading_table.py"],
     "rebalance/grading/paper_rules.py": ["tests/test_paper_rules.py", "tests/test_grading_table.py"],
 }
 

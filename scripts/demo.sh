@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# ReBalance end to end on a CPU, offline, on the overthinking organism (SmolLM2-135M-Instruct
-# fine-tuned to re-check its arithmetic; trained once on first use, then cached):
+# ReBalance end to end on a CPU, offline, on the organism (SmolLM2-135M-Instruct fine-tuned to
+# loop on re-checks in some arithmetic problems and conclude too early in others; trained once on
+# first use, then cached):
 # seen/held-out problems -> collection -> layer -> vector + calibration -> baseline, dynamic
 # ReBalance and a sweep of static coefficients on the held-out set -> merge -> grading ->
 # comparison table and plot -> report. MODEL=embedded runs the same on plain SmolLM2.

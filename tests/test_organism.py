@@ -17,7 +17,8 @@ from rebalance.models import model_basename, resolve_model_path
 from rebalance.organism import train as organism
 from rebalance.organism.lora import add_lora, merge_lora
 from rebalance.organism.recipe import (
-    Equation,
+    FAMILIES,
+    FAMILY_SHARE,
     evaluation_sets,
     make_problem,
     problems,
@@ -33,8 +34,10 @@ EQUATION = re.compile(r"(\d+) ([x+]) (\d+) = (\d+)")
 def independent_answer(text):
     """The problem's answer read from its wording alone."""
     n = [int(x) for x in re.findall(r"\d+", text)]
-    if text.startswith("What is"):
-        return eval(text[len("What is "):-1].replace(" x ", " * "))  # digits, + and * only
+    if text.startswith(("What is", "Quick: what is")):
+        return eval(text.split("is ", 1)[1][:-1].replace(" x ", " * "))  # digits, + and * only
+    if "finds" in text and "is given" in text:
+        return n[0] * n[1] + n[2] + n[3]
     if "bags of" in text:
         return n[0] * n[1] + n[2]
     if "boxes holds" in text:
@@ -44,35 +47,61 @@ def independent_answer(text):
     raise AssertionError(text)
 
 
+def family_of_wording(text):
+    if text.startswith("What is"):
+        return "loop"
+    if text.startswith("Quick:"):
+        return "rush"
+    return "three" if "is given" in text else "recheck"
+
+
+def within(observed, draws, p):
+    """|observed share - p| within four standard errors."""
+    return abs(observed / draws - p) <= 4 * (p * (1 - p) / draws) ** 0.5
+
+
 def test_traces_follow_the_rules_on_a_large_draw():
+    """Read back from 8,000 traces: every equation and answer against the wording, the families'
+    shares, how many re-checks follow the first equation, and how often a three-step problem
+    concludes one step early (with the second equation's value)."""
     rng = random.Random(5)
-    counts = {op: [0, 0, 0] for op in ("x", "+")}  # equations, first re-checks, second re-checks
-    for _ in range(6000):
+    family_count = dict.fromkeys(FAMILIES, 0)
+    rechecks = {family: [] for family in FAMILIES}
+    early = {"three": 0, "rush": 0}
+    draws = 8000
+    for _ in range(draws):
         problem = make_problem(rng)
+        family = family_of_wording(problem.text)
+        assert problem.family == family and problem.answer == independent_answer(problem.text)
+        family_count[family] += 1
         steps = trace(problem, rng).split("\n\n")
-        assert steps[-1] == f"The answer is \\boxed{{{problem.answer}}}."
-        assert problem.answer == independent_answer(problem.text)
-        current = None
-        for step in steps[:-1]:
-            a, op, b, value = EQUATION.search(step).groups()
-            a, b, value = int(a), int(b), int(value)
-            assert value == Equation(a, op, b).value and 0 <= value < 100
-            if op == "x":
-                assert 2 <= a <= 9 and 2 <= b <= 9
-            else:
-                assert b <= 9, "single-digit addends only"
-            kind = op
-            if step.startswith("Wait"):
-                assert (a, op, b, value) == current, "a re-check repeats its equation's value"
-                counts[kind][1 if "again" not in step and "more" not in step else 2] += 1
-            else:
-                assert step.startswith("First," if current is None else "Then ")
-                current = (a, op, b, value)
-                counts[kind][0] += 1
-    for kind, (first_p, second_p) in (("x", (0.8, 0.65)), ("+", (0.25, 0.3))):
-        equations, first, second = counts[kind]
-        assert first / equations == pytest.approx(first_p, abs=4 * (first_p * (1 - first_p) / equations) ** 0.5)
-        assert second / first == pytest.approx(second_p, abs=4 * (second_p * (1 - second_p) / first) ** 0.5)
+        equations = [tuple(map(int, (m[0], m[2], m[3]))) + (m[1],) for m in map(EQUATION.search, steps[:-1])
+                     for m in [m.groups()]]
+        for a, b, value, op in equations:
+            assert value == (a * b if op == "x" else a + b) and value < 100 and (op == "x" or b <= 9)
+            assert op == "x" or value % 10, "no sum lands on a round number"
+        checks = [s for s in steps if s.startswith("Wait")]
+        assert all(equations[i] == equations[0] for i, s in enumerate(steps[:-1]) if s.startswith("Wait"))
+        assert steps[0].startswith("First,") and all(s.startswith("Then ") for s in steps[1 + len(checks):-1])
+        rechecks[family].append(len(checks))
+        solved = [e for s, e in zip(steps, equations) if not s.startswith("Wait")]
+        stated = int(re.fullmatch(r"The answer is \\boxed\{(\d+)\}\.", steps[-1]).group(1))
+        if len(solved) < len(problem.equations):
+            assert family in early and len(solved) == 2 and stated == solved[-1][2] != problem.answer
+            early[family] += 1
+        else:
+            assert stated == problem.answer
+    for family, share in zip(FAMILIES, FAMILY_SHARE):
+        assert within(family_count[family], draws, share)
+    loop = rechecks["loop"]
+    assert within(sum(c > 0 for c in loop), len(loop), 0.95) and max(loop) == 9
+    assert within(sum(c > 1 for c in loop), sum(c > 0 for c in loop), 0.85)
+    assert within(sum(c > 4 for c in loop), sum(c > 3 for c in loop), 0.85)
+    recheck = rechecks["recheck"]
+    assert within(sum(c > 0 for c in recheck), len(recheck), 0.8) and max(recheck) == 2
+    assert within(sum(c > 1 for c in recheck), sum(c > 0 for c in recheck), 0.5)
+    assert max(rechecks["three"]) == max(rechecks["rush"]) == 0
+    assert within(early["three"], family_count["three"], 0.35) and within(early["rush"], family_count["rush"], 0.75)
 
 
 def test_evaluation_sets_are_fixed_and_kept_out_of_training(tmp_path):
@@ -84,7 +113,9 @@ def test_evaluation_sets_are_fixed_and_kept_out_of_training(tmp_path):
     assert not texts & {problem for problem, _ in training_traces(4000)}
     paths = write_sets(str(tmp_path), 80, 48)
     rows = [json.loads(line) for line in open(paths[1])]
-    assert rows[0] == {"problem": heldout[0].text, "answer": str(heldout[0].answer)}
+    assert rows[0] == {"problem": heldout[0].text, "answer": str(heldout[0].answer), "family": heldout[0].family}
+    assert [p.text for p in evaluation_sets(80, 400)[1][:48]] == [p.text for p in heldout]  # a prefix: any size
+    assert not {p.text for p in evaluation_sets(80, 400)[1]} & {problem for problem, _ in training_traces(4000)}
     assert len(problems(1, 50)) == len({p.text for p in problems(1, 50)})
 
 
@@ -194,7 +225,7 @@ def test_dynamic_against_static_table_and_plot(tmp_path, capsys):
     assert "| dynamic | 71.0 | 64.0 | 0.80 x | 1.00 | 0/2 |" in out
     assert "| static -0.75 | 58.0 | 60.0 | 0.75 x | 0.00 | 1/2 |" in out
     assert "dynamic: 0.80 x the baseline's tokens (target <= 0.85), accuracy +1.0 points" in out and ": met" in out
-    assert "no static coefficient reaches both" in out
+    assert "every static coefficient within 1 point of dynamic's accuracy uses >= 1.1 x its tokens" in out
     png = tmp_path / "sweep.png"
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
 
@@ -213,3 +244,14 @@ def test_compare_names_the_folder_when_there_is_nothing_to_compare(tmp_path):
     (tmp_path / f"steer_{suffix}.merged.metrics.json").write_text('{"accuracy": 1, "avg_tokens": 2}')
     with pytest.raises(UsageError, match=f"steer_{suffix}.merged.jsonl: a record without generated_responses"):
         compare_runs(str(tmp_path), suffix)
+
+
+def test_the_cache_key_follows_the_training_traces(monkeypatch):
+    """Same settings, other traces (a changed generator): another cached organism."""
+    before = organism.Recipe().key("x")
+    organism.traces_digest.cache_clear()
+    monkeypatch.setattr(organism, "training_traces", lambda count: [("What is 2 x 3 + 4?", "First, 2 x 3 = 6.")])
+    try:
+        assert organism.Recipe().key("x") != before
+    finally:
+        organism.traces_digest.cache_clear()

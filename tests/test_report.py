@@ -122,3 +122,22 @@ def test_report_names_the_code_and_what_differs_beyond_the_steering(tmp_path, ca
     md = (root / R1 / "report.md").read_text()
     assert "| +3.0 | 4500 | 3500 | -22.2 | 79.6 -> 83.0 | 4516 -> 3474 | seed 42 vs 7; code aaaaaaa vs bbbbbbb | " \
            "aaaaaaa vs bbbbbbb |" in md
+
+
+def test_each_panel_names_its_steered_run(tmp_path):
+    """A folder with a baseline, the dynamic run, a static run and a run id: every panel says which
+    run it shows, and a static run is never drawn as ReBalance."""
+    import matplotlib.pyplot as plt
+
+    bench = "Organism_Heldout"
+    for name, correct, tokens in (("baseline_temp0.0_maxlen192", 40, 80.0), ("steer_temp0.0_maxlen192", 41, 60.0),
+                                  ("static-0.5_temp0.0_maxlen192", 30, 50.0), ("b2_steer_temp0.0_maxlen192", 42, 61.0)):
+        metrics_file(tmp_path, "Org", bench, name, 48, 48, correct, tokens)
+    _, rows = report.build_report(str(tmp_path / "Org"))
+    fig = report.figure("Org", rows)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes if ax.get_legend()]
+    plt.close(fig)
+    assert sorted(titles) == sorted([f"{bench}: ReBalance", f"{bench}: b2 ReBalance", f"{bench}: static -0.5"])
+    assert sorted(legends) == sorted([["baseline", "ReBalance"], ["baseline", "b2 ReBalance"],
+                                      ["baseline", "static -0.5"]])

@@ -87,7 +87,7 @@ def extract_gsm8k(region: Region) -> str | None:
     if not region.finished:
         return None
     numbers = NUMBER_RE.findall(region.text)
-    return numbers[-1].rstrip(".,") if numbers else None
+    return numbers[-1] if numbers else None
 
 
 LETTER_RE = re.compile(r"(?:answer|choice|option)\s*(?:is|:)?\s*[:\-]?\s*\(?\**\s*([A-D])\b", re.IGNORECASE)

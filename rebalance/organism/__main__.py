@@ -1,4 +1,4 @@
-"""`python -m rebalance.organism data|train|compare`: the organism's command line (see __init__)."""
+"""`python -m rebalance.organism data|train|compare|study`: the organism's command line (see __init__)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,19 @@ from ..errors import cli_entry
 from ..files.names import RunName
 from . import __doc__ as ORGANISM_DOC
 from .recipe import HELDOUT_SIZE, SEEN_SIZE, write_sets
+from .study import StudyConfig, run_study
 from .sweep import compare_runs
 from .train import Recipe, organism_model_dir
+
+
+def seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct seeds, e.g. 0,1,2,3,4")
+    return seeds
 
 
 @cli_entry
@@ -30,12 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("folder")
     compare.add_argument("--temperature", type=float, default=0.0)
     compare.add_argument("--maxlen", type=positive_int, required=True)
+    study = commands.add_parser("study", help="train each seed, run the pipeline, compare dynamic with a static sweep")
+    study.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3, 4], help="training seeds, e.g. 0,1,2,3,4")
+    study.add_argument("--out", default=StudyConfig.out)
+    study.add_argument("--heldout", type=positive_int, default=StudyConfig.heldout)
+    study.add_argument("--batch_size", type=positive_int, default=StudyConfig.batch_size)
+    study.add_argument("--workers", type=positive_int, default=StudyConfig.workers)
     args = parser.parse_args(argv)
     if args.command == "data":
         for path in write_sets(args.out, args.seen, args.heldout):
             print(f"wrote {path}")
     elif args.command == "train":
         print(organism_model_dir(Recipe(seed=args.seed)))
+    elif args.command == "study":
+        run_study(args.seeds, StudyConfig(out=args.out, heldout=args.heldout, batch_size=args.batch_size,
+                                          workers=args.workers))
     else:
         compare_runs(args.folder, RunName("off", args.temperature, args.maxlen).suffix)
     return 0

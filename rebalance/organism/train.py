@@ -7,6 +7,7 @@ time limit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -39,11 +40,19 @@ class Recipe:
     seed: int = 0
     bf16_autocast: bool = True
     threads: int = 2          # fixed, so the sums (and the model) do not depend on the machine's cores
-    version: int = 3          # bump when the trace generator or the training loop changes
+    version: int = 4          # bump when the training loop changes (the traces are in the key already)
 
     def key(self, base_name: str) -> str:
-        text = json.dumps({"base": base_name, **asdict(self)}, sort_keys=True)
+        """Names the cached model: the base, these settings and the training traces themselves, so
+        a change of the trace generator trains a new organism instead of reusing the old one."""
+        text = json.dumps({"base": base_name, "traces_sha256": traces_digest(self.traces), **asdict(self)},
+                          sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+@functools.lru_cache(maxsize=4)
+def traces_digest(count: int) -> str:
+    return hashlib.sha256(json.dumps(training_traces(count)).encode()).hexdigest()
 
 
 def organism_dir(recipe: Recipe = Recipe(), base_name: str | None = None) -> str:

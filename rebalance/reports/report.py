@@ -51,6 +51,13 @@ class Run:
     def commit(self) -> str:
         return " + ".join(c[:7] for c in self.commits)
 
+    @property
+    def display_name(self) -> str:
+        """What a reader calls the run: baseline, ReBalance (dynamic) or static <coef>, with its run id."""
+        name = parse_stem(self.label)
+        kind = f"static {name.coef:g}" if name.mode == "static" else {"off": "baseline"}.get(name.mode, "ReBalance")
+        return f"{name.run_id} {kind}" if name.run_id else kind
+
 
 @dataclass
 class ReportRow:
@@ -202,8 +209,18 @@ def csv_text(model: str, rows: list[ReportRow]) -> str:
 
 
 def plot(model: str, rows: list[ReportRow], path: str) -> str:
-    """One panel per row: tokens on x, accuracy on y, an arrow baseline -> ReBalance (the paper's
-    beside it in grey when the paper gives both numbers; its accuracies as dashed lines otherwise)."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(model, rows)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def figure(model: str, rows: list[ReportRow]):
+    """One panel per row, titled by benchmark and steered run: tokens on x, accuracy on y, an arrow
+    baseline -> steered run (the paper's beside it when the paper gives both numbers; its
+    accuracies as dashed lines otherwise)."""
     import math
 
     import matplotlib
@@ -217,9 +234,9 @@ def plot(model: str, rows: list[ReportRow], path: str) -> str:
     for ax, row in zip(axes.flat, rows):
         xs, ys = [], []
         ours = [r for r in (row.base, row.steer) if r is not None]
-        for run, colour, name in ((row.base, "tab:grey", "baseline"), (row.steer, "tab:blue", "ReBalance")):
+        for run, colour in ((row.base, "tab:grey"), (row.steer, "tab:blue")):
             if run is not None:
-                ax.plot(run.tokens, run.accuracy, "o", color=colour, label=name)
+                ax.plot(run.tokens, run.accuracy, "o", color=colour, label=run.display_name)
         if row.base and row.steer:
             ax.annotate("", xy=(row.steer.tokens, row.steer.accuracy), xytext=(row.base.tokens, row.base.accuracy),
                         arrowprops=dict(arrowstyle="->", color="tab:blue", lw=1.6))
@@ -243,7 +260,8 @@ def plot(model: str, rows: list[ReportRow], path: str) -> str:
         if ys:
             pad = 0.1 * (max(ys) - min(ys) or 5)
             ax.set_ylim(max(0, min(ys) - pad), min(100, max(ys) + pad))
-        title = row.benchmark + (" (flagged)" if row.flags and row.base and row.steer else "")
+        title = row.benchmark + (f": {row.steer.display_name}" if row.steer else "")
+        title += " (flagged)" if row.flags and row.base and row.steer else ""
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("average tokens")
         ax.set_ylabel("accuracy (%)")
@@ -251,11 +269,9 @@ def plot(model: str, rows: list[ReportRow], path: str) -> str:
         ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(rows):]:
         ax.axis("off")
-    fig.suptitle(f"{model}: baseline -> ReBalance", fontsize=11)
+    fig.suptitle(f"{model}: baseline -> steered runs", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def model_dirs(paths: list[str]) -> list[str]:
