@@ -40,7 +40,7 @@ def test_numbers_equal(pred, gold, expected):
     assert numbers_equal(pred, gold) is expected
 
 
-@pytest.mark.parametrize("text, expected", [(" $x$ ", "$x$"), ("x", "$x$"), ("$$x+1$$", "$x+1$")])
+@pytest.mark.parametrize("text, expected", [(" $x$ ", "$x$"), ("x", "$x$"), ("$$x+1$$", "$x+1$"), ("X", "$X$")])
 def test_as_math(text, expected):
     assert _as_math(text) == expected
 

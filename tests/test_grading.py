@@ -87,6 +87,14 @@ def test_pool_gives_up_on_a_hanging_comparison_and_finishes_the_rest():
     assert verdicts == [True, False, False, True, True] and timed_out == [1]
 
 
+def test_comparisons_queued_behind_a_hanging_one_go_to_a_fresh_pool():
+    """One worker: while it hangs nothing behind it can finish, so after each time-out the rest are
+    handed to a new pool, where the second hang times out in turn."""
+    pairs = [("hang", "x"), ("1", "1"), ("hang", "y"), ("2", "3"), ("4", "4")]
+    verdicts, timed_out = math_verify_all(pairs, workers=1, timeout=1.0, judge=hanging_judge.judge)
+    assert verdicts == [False, True, False, False, True] and timed_out == [0, 2]
+
+
 def test_pool_runs_math_verify():
     verdicts, timed_out = math_verify_all([(r"\frac{1}{2}", "0.5"), ("3", "4")], workers=2)
     assert verdicts == [True, False] and timed_out == []

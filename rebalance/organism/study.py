@@ -385,7 +385,7 @@ def study_figure(summaries: list[dict]):
         ax.grid(alpha=0.3)
         ax.margins(0.12)
     axes[0][0].set_ylabel("accuracy (%)")
-    axes[0][0].legend(fontsize=7, loc="lower right")
+    axes[0][0].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
