@@ -10,8 +10,17 @@ import sys
 
 import pytest
 
-from rebalance.grading.paper_rules import (_python_syntax, answers_equal, last_boxed, normalize, release_verdict,
-                                           words_to_number)
+from rebalance.grading.paper_rules import (
+    _braced_fracs,
+    _choice_letter,
+    _python_syntax,
+    _slash_to_frac,
+    answers_equal,
+    last_boxed,
+    normalize,
+    release_verdict,
+    words_to_number,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -114,3 +123,67 @@ def test_extraction_and_verdicts_of_the_authors_code():
     wrong = [(c["pred"], c["gold"], c["verdict"]) for c in cases
              if (release_verdict(c["pred"], c["gold"]) if c["pred"] else False) != c["verdict"]]
     assert wrong == []
+
+
+@pytest.mark.parametrize("text, number", [
+    ("zero", "0"), ("nineteen", "19"), ("Forty-Two", "42"), ("ninety nine", "99"),     # two words, no hundred: a + b
+    ("five hundred", "500"), ("hundred", "100"), ("one hundred two three", "105"),        # four words: a*b + c + d
+    ("one two three four five", "1"),                      # five words in a group: the first alone
+    ("twelve thousand", "12000"), ("seven million", "7000000"),
+    ("two thousand five hundred twenty one", "2521"),
+    ("one million two hundred thousand", "1200000"),
+    ("three billion five", "3000000005"),
+    ("two billion three million four thousand five", "2003004005"),
+    ("two point five", "2.5"), ("three point one four", "3.14"), ("point five", "0.5"),
+    ("one point twenty", "1"),                             # a decimal that is not digit words adds nothing
+    ("thousand million", "thousand million"),              # scale words out of order: left as written
+    ("million billion", "million billion"),
+    ("one billion thousand", "one billion thousand"),      # an empty group before a scale word
+    ("two point five point", "two point five point"),      # two points
+    ("", ""), ("a b c", "a b c"),
+])
+def test_number_words_by_the_rules(text, number):
+    assert words_to_number(text) == number
+
+
+@pytest.mark.parametrize("pred, letter", [
+    ("(B)", "B"), ("the answer is c.", "C"), ("A or E", "E"), (":D", "D"), ("\nb.\n", "B"),
+    ("42.", "42"), ("3/", "3"), ("5./", "5"), (" 5 ", "5"), ("x/.", "x"),
+])
+def test_choice_letter(pred, letter):
+    assert _choice_letter(pred) == letter
+
+
+@pytest.mark.parametrize("raw, normal", [
+    ("5.\n", "5"),
+    ("\\begin{array}{cc}1&2\\end{array}", "\\begin{pmatrix}1&2\\end{pmatrix}"),
+    ("\\begin{bmatrix}1\\end{bmatrix}", "\\begin{pmatrix}1\\end{pmatrix}"),
+    ("\\tfrac{1}{2}", "\\frac{1}{2}"),
+    ("x \\neq 3", "x\\ne3"), ("\\leq 5", "\\le5"), ("\\geq 5", "\\ge5"),
+    ("\\{1,2\\}", "{1,2}"),
+    ("10\\text{ apples}", "10"), ("\\text{yes}", "yes"),
+    ("90^\\circ", "90"), ("90^{\\circ}", "90"), ("\\(5\\)", "5"),
+    ("x\\in [0,1]", "[0,1]"), ("\\emptyset", "{}"), ("(-\\infty,\\infty)", "\\mathbb{R}"),
+    ("inf", "\\infty"), ("-inf", "-\\infty"), ("\\mathbf{v}", "{v}"),
+    ("2.000", "2"), ("2.0 cm", "2"), ("x = 3", "3"), ("abc = 3", "abc=3"),
+    ("2j", "2i"), ("i+j", "i+j"), ("1 .5", "10.5"), ("{.5}", "{0.5}"),
+    ("3 cm", "3"), ("7 apples", "7"), ("12 kgs", "12"),
+])
+def test_normalize_line_by_line(raw, normal):
+    assert normalize(raw) == normal
+
+
+@pytest.mark.parametrize("text, braced", [
+    ("\\frac1{72}", "\\frac{1}{72}"), ("\\frac{1}{2}", "\\frac{1}{2}"), ("\\frac1", "\\frac1"),
+    ("a\\frac12+\\frac34", "a\\frac{1}{2}+\\frac{3}{4}"),
+])
+def test_braced_fracs(text, braced):
+    assert _braced_fracs(text) == braced
+
+
+@pytest.mark.parametrize("text, frac", [
+    ("3/4", "\\frac{3}{4}"), ("03/4", "03/4"), ("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}"), ("1/2/3", "1/2/3"),
+    ("x/2", "x/2"), ("1/-2", "\\frac{1}{-2}"),
+])
+def test_slash_to_frac(text, frac):
+    assert _slash_to_frac(text) == frac
