@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError
 from ..files.atomic import atomic_write_text
-from ..files.names import RunName, graded_path, metrics_path, vector_file_name
+from ..files.names import RunName, calibration_path, graded_path, metrics_path, vector_file_name
 from ..files.shards import read_records
 from ..models import model_basename
 from .sweep import MARGIN, MAX_DROP, NEAR, TOKEN_RATIO
@@ -179,7 +179,7 @@ class SeedRun:
 
     def vector(self, merged: str, layer: int) -> str:
         path = os.path.join(self.folder, "vectors", vector_file_name(layer))
-        if not os.path.isfile(path):
+        if not (os.path.isfile(path) and os.path.isfile(calibration_path(path))):  # the calibration comes second
             _command(["hidden_analysis_auto.py", "--layer_id", str(layer), "--jsonl_path", merged, "--hidden_dir",
                       self.seen_dir, "--save_path", path], self.log)
         return path
@@ -278,7 +278,7 @@ def run_seed(seed: int, config: StudyConfig) -> dict:
         runs.append(load_result(stages.heldout_run(mode, vector, coef), label, coef, families))
         bar.update()
     bar.close()
-    with open(os.path.splitext(vector)[0] + ".json", encoding="utf-8") as handle:
+    with open(calibration_path(vector), encoding="utf-8") as handle:
         calibration = json.load(handle)
     summary = {"seed": seed, "layer": layer, "model": model, "calibration": calibration,
                "collection_steps": step_statistics(merged),
