@@ -178,3 +178,19 @@ def test_the_figure_names_every_panel_and_run(tmp_path):
     assert notes == ["-0.5", "0.5"]
     png = study.plot_study([summary(0, 24)], str(tmp_path / "s.png"))
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_held_out_set_without_families_is_named(tmp_path):
+    folder = tmp_path / "Organism_Heldout"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text('{"problem": "What is 2 x 3 + 4?", "answer": "10"}\n')
+    with pytest.raises(UsageError, match=r"Organism_Heldout/test.jsonl:1: no 'family'"):
+        study.heldout_families(str(tmp_path))
+
+
+def test_a_held_out_set_larger_than_what_training_excludes_is_refused(capsys):
+    from rebalance.organism.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["study", "--heldout", "401"])
+    assert stop.value.code == 2 and "at most 400" in capsys.readouterr().err

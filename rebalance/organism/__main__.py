@@ -9,7 +9,7 @@ from ..commands.flags import positive_int
 from ..errors import cli_entry
 from ..files.names import RunName
 from . import __doc__ as ORGANISM_DOC
-from .recipe import HELDOUT_SIZE, SEEN_SIZE, write_sets
+from .recipe import HELDOUT_MAX, HELDOUT_SIZE, SEEN_SIZE, write_sets
 from .study import StudyConfig, run_study
 from .sweep import compare_runs
 from .train import Recipe, organism_model_dir
@@ -25,6 +25,14 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
+def heldout_size(text: str) -> int:
+    size = positive_int(text)
+    if size > HELDOUT_MAX:
+        raise argparse.ArgumentTypeError(f"at most {HELDOUT_MAX}: only the first {HELDOUT_MAX} held-out problems are "
+                                         "kept out of the organism's training")
+    return size
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rebalance.organism", description=ORGANISM_DOC,
@@ -33,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     data = commands.add_parser("data", help="write Organism_Seen and Organism_Heldout")
     data.add_argument("--out", default="Data")
     data.add_argument("--seen", type=positive_int, default=SEEN_SIZE)
-    data.add_argument("--heldout", type=positive_int, default=HELDOUT_SIZE)
+    data.add_argument("--heldout", type=heldout_size, default=HELDOUT_SIZE)
     train_cmd = commands.add_parser("train", help="train the organism into the model cache (reused when there)")
     train_cmd.add_argument("--seed", type=int, default=Recipe.seed,
                            help="another training seed (a separate cached model; `organism` is always seed 0)")
@@ -44,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     study = commands.add_parser("study", help="train each seed, run the pipeline, compare dynamic with a static sweep")
     study.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3, 4], help="training seeds, e.g. 0,1,2,3,4")
     study.add_argument("--out", default=StudyConfig.out)
-    study.add_argument("--heldout", type=positive_int, default=StudyConfig.heldout)
+    study.add_argument("--heldout", type=heldout_size, default=StudyConfig.heldout)
     study.add_argument("--batch_size", type=positive_int, default=StudyConfig.batch_size)
     study.add_argument("--workers", type=positive_int, default=StudyConfig.workers)
     args = parser.parse_args(argv)

@@ -52,6 +52,7 @@ CLOSES = ["Yes, that is right.", "That is correct.", "Yes, it checks out.", "Goo
           "Correct.", "Still the same.", "It is the same.", "No change."]
 SEEN_SEED, HELDOUT_SEED, TRAIN_SEED = 101, 202, 303
 SEEN_SIZE, HELDOUT_SIZE = 80, 48
+HELDOUT_MAX = 400   # the held-out problems kept out of training: every held-out set is a prefix of these
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def evaluation_sets(seen: int = SEEN_SIZE, heldout: int = HELDOUT_SIZE) -> tuple
     return seen_set, problems(HELDOUT_SEED, heldout, {p.text for p in seen_set})
 
 
-def training_traces(count: int, seed: int = TRAIN_SEED, heldout: int = 400) -> list[tuple[str, str]]:
+def training_traces(count: int, seed: int = TRAIN_SEED, heldout: int = HELDOUT_MAX) -> list[tuple[str, str]]:
     """(problem, trace) pairs; the seen problems and the first `heldout` held-out problems (every
     held-out set the demo and the study use) are never among them."""
     seen, held = evaluation_sets(SEEN_SIZE, heldout)

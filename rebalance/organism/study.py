@@ -22,11 +22,13 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError
+from ..examples import load_examples
 from ..files.atomic import atomic_write_text
 from ..files.names import RunName, calibration_path, graded_path, metrics_path, vector_file_name
 from ..files.shards import read_records
 from ..models import model_basename
-from .sweep import MARGIN, MAX_DROP, NEAR, TOKEN_RATIO
+from .recipe import EARLY_P
+from .sweep import MARGIN, MAX_DROP, NEAR, TOKEN_RATIO, draw_sweep, is_rival
 from .train import Recipe, organism_model_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -109,8 +111,8 @@ def targets(runs: list[RunResult], draws: int = 10_000) -> dict:
     vs_base = paired_bootstrap(dyn.correct, base.correct, draws)
     best = best_static(runs)
     vs_best = paired_bootstrap(dyn.correct, best.correct, draws) if best else None
-    rivals = [r.label for r in runs if r.coef is not None and r.accuracy >= dyn.accuracy - NEAR
-              and r.mean_tokens < MARGIN * dyn.mean_tokens]
+    rivals = [r.label for r in runs
+              if r.coef is not None and is_rival(r.accuracy, r.mean_tokens, dyn.accuracy, dyn.mean_tokens)]
     by_family = family_intervals(dyn, base, draws)
     raised = [f for f, (lo, _) in by_family.items() if lo > 0]
     lowered = [f for f, (_, hi) in by_family.items() if hi < 0]
@@ -173,7 +175,9 @@ class SeedRun:
         if not os.path.isfile(path):
             layer = _command(["hidden_config_ridge.py", "--jsonl_path", merged, "--hidden_dir", self.seen_dir],
                              self.log)
-            atomic_write_text(f"{int(layer)}\n", path)
+            if not layer.isdigit():
+                raise UsageError(f"the layer search printed {layer!r} where a layer id was expected; see {self.log}")
+            atomic_write_text(f"{layer}\n", path)
         with open(path, encoding="utf-8") as handle:
             return int(handle.read())
 
@@ -204,9 +208,8 @@ def load_result(merged: str, label: str, coef: float | None, families: list[str]
     graded = sorted(read_records(graded_path(merged)), key=lambda r: r["idx"])
     if [r["idx"] for r in graded] != list(range(len(families))):
         raise UsageError(f"{graded_path(merged)}: expected one graded record per held-out problem")
-    correct = [int(bool(r["is_correct"][0] if isinstance(r["is_correct"], list) else r["is_correct"]))
-               for r in graded]
-    tokens = [int(r["num_tokens"][0] if isinstance(r["num_tokens"], list) else r["num_tokens"]) for r in graded]
+    correct = [int(r["is_correct"][0]) for r in graded]  # greedy: one response per problem
+    tokens = [int(r["num_tokens"][0]) for r in graded]
     records = sorted(read_records(merged), key=lambda r: r["idx"])
     at_limit = sum(r.get("finish_reason") == "length" for r in records)
     coefs: dict[str, list[float]] = {}
@@ -230,7 +233,7 @@ def boundary_kinds(step_texts: list[str], family: str) -> list[str]:
     for text in step_texts:
         kind = step_kind(text)
         equations += kind in ("first", "then")
-        if kind == "then" and equations == 2 and family in ("three", "rush"):
+        if kind == "then" and equations == 2 and family in EARLY_P:
             kind = "before early end"
         kinds.append(kind)
     return kinds
@@ -252,8 +255,13 @@ def step_statistics(merged: str) -> dict[str, dict[str, float]]:
 
 
 def heldout_families(data: str) -> list[str]:
-    with open(os.path.join(data, "Organism_Heldout", "test.jsonl"), encoding="utf-8") as handle:
-        return [json.loads(line)["family"] for line in handle if line.strip()]
+    examples = load_examples(data, "Organism_Heldout")
+    missing = [e.idx for e in examples if "family" not in e.extra]
+    if missing:
+        path = os.path.join(data, "Organism_Heldout", "test.jsonl")
+        raise UsageError(f"{path}:{missing[0] + 1}: no 'family' (written by an earlier version: delete the folder "
+                         "and rerun the study)")
+    return [e.extra["family"] for e in examples]
 
 
 def run_seed(seed: int, config: StudyConfig) -> dict:
@@ -369,21 +377,10 @@ def study_figure(summaries: list[dict]):
 
     fig, axes = plt.subplots(1, len(summaries), figsize=(4.2 * len(summaries), 4.0), squeeze=False)
     for ax, s in zip(axes[0], summaries):
-        runs = s["runs"]
-        static = sorted((r for r in runs if r["coef"] is not None), key=lambda r: r["coef"])
-        ax.plot([r["mean_tokens"] for r in static], [r["accuracy"] for r in static], "-o", color="tab:grey",
-                ms=4, label="static sweep")
-        for r in static:
-            ax.annotate(f"{r['coef']:g}", (r["mean_tokens"], r["accuracy"]), textcoords="offset points",
-                        xytext=(4, 3), fontsize=7)
-        for label, marker, colour in (("baseline", "s", "black"), ("dynamic", "*", "tab:blue")):
-            r = next(r for r in runs if r["label"] == label)
-            ax.plot(r["mean_tokens"], r["accuracy"], marker, color=colour, ms=12 if marker == "*" else 7,
-                    label="dynamic ReBalance" if label == "dynamic" else "baseline (unsteered)")
+        point = {r["label"]: (r["mean_tokens"], r["accuracy"]) for r in s["runs"] if r["coef"] is None}
+        draw_sweep(ax, [(r["coef"], r["mean_tokens"], r["accuracy"]) for r in s["runs"] if r["coef"] is not None],
+                   point.get("baseline"), point.get("dynamic"), static_label="static sweep")
         ax.set_title(f"seed {s['seed']} (layer {s['layer']})", fontsize=10)
-        ax.set_xlabel("average tokens per response")
-        ax.grid(alpha=0.3)
-        ax.margins(0.12)
     axes[0][0].set_ylabel("accuracy (%)")
     axes[0][0].legend(fontsize=7, loc="best")
     fig.tight_layout()

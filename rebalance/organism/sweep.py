@@ -92,12 +92,35 @@ def verdict(runs: list[RunSummary], token_ratio: float = TOKEN_RATIO, max_drop: 
     out = [f"dynamic: {ratio:.2f} x the baseline's tokens (target <= {token_ratio}), accuracy "
            f"{dyn.accuracy - base.accuracy:+.1f} points (target >= -{max_drop}), re-checks {base.rechecks:.2f} -> "
            f"{dyn.rechecks:.2f}: {'met' if ok else 'NOT met'}"]
-    rivals = [r for r in runs if r.coef is not None and r.accuracy >= dyn.accuracy - NEAR
-              and r.tokens < MARGIN * dyn.tokens]
+    rivals = [r for r in runs if r.coef is not None and is_rival(r.accuracy, r.tokens, dyn.accuracy, dyn.tokens)]
     out.append(f"every static coefficient within {NEAR:g} point of dynamic's accuracy uses >= {MARGIN:g} x its tokens"
                if not rivals else f"static coefficient(s) within {NEAR:g} point of dynamic's accuracy at < {MARGIN:g} "
                "x its tokens: " + ", ".join(r.label for r in rivals))
     return out
+
+
+def is_rival(accuracy: float, tokens: float, dynamic_accuracy: float, dynamic_tokens: float) -> bool:
+    """A static run that does what the dynamic run does: within NEAR points of its accuracy (or
+    above) at less than MARGIN x its tokens."""
+    return accuracy >= dynamic_accuracy - NEAR and tokens < MARGIN * dynamic_tokens
+
+
+def draw_sweep(ax, static: list[tuple[float, float, float]], baseline: tuple[float, float] | None,
+               dynamic: tuple[float, float] | None, static_label: str = "static coefficient") -> None:
+    """One accuracy-against-tokens panel: the static runs (coef, tokens, accuracy) as a line with
+    each point named by its coefficient, baseline and dynamic (tokens, accuracy) as markers."""
+    static = sorted(static)
+    if static:
+        ax.plot([t for _, t, _ in static], [a for _, _, a in static], "-o", color="tab:grey", label=static_label)
+        for coef, tokens, accuracy in static:
+            ax.annotate(f"{coef:g}", (tokens, accuracy), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if baseline is not None:
+        ax.plot(*baseline, "s", color="black", ms=8, label="baseline (unsteered)")
+    if dynamic is not None:
+        ax.plot(*dynamic, "*", color="tab:blue", ms=12, label="dynamic ReBalance")
+    ax.set_xlabel("average tokens per response")
+    ax.grid(alpha=0.3)
+    ax.margins(0.1)  # room for the coefficient labels at the edges
 
 
 def plot_sweep(runs: list[RunSummary], path: str, title: str = "") -> str:
@@ -107,21 +130,11 @@ def plot_sweep(runs: list[RunSummary], path: str, title: str = "") -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    static = sorted((r for r in runs if r.coef is not None), key=lambda r: r.coef)
-    if static:
-        ax.plot([r.tokens for r in static], [r.accuracy for r in static], "-o", color="tab:grey", label="static coefficient")
-        for r in static:
-            ax.annotate(f"{r.coef:g}", (r.tokens, r.accuracy), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    for label, marker, colour in (("baseline", "s", "black"), ("dynamic", "*", "tab:blue")):
-        for r in runs:
-            if r.label == label:
-                ax.plot(r.tokens, r.accuracy, marker, color=colour, ms=12 if marker == "*" else 8,
-                        label="dynamic ReBalance" if label == "dynamic" else "baseline (unsteered)")
-    ax.set_xlabel("average tokens per response")
+    point = {r.label: (r.tokens, r.accuracy) for r in runs if r.coef is None}
+    draw_sweep(ax, [(r.coef, r.tokens, r.accuracy) for r in runs if r.coef is not None], point.get("baseline"),
+               point.get("dynamic"))
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or "accuracy against tokens: dynamic vs static steering")
-    ax.grid(alpha=0.3)
-    ax.margins(0.1)  # room for the coefficient labels at the edges
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
