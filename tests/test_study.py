@@ -65,6 +65,23 @@ def test_targets_on_planted_runs():
     assert t["families_fewer_correct"] == ["three"] and t["families_lowered"] == [] and t["families"]
 
 
+def test_the_summary_over_seeds_counts_targets_and_shows_the_spread():
+    def seed(n, ratio, gain, cheaper, beats, families, best):
+        return {"seed": n, "targets": {"token_ratio": ratio, "accuracy_gain": gain, "cheaper": cheaper,
+                                       "beats_sweep": beats, "families": families, "best_static": best}}
+
+    lines = study.over_seeds([seed(0, 0.6, 10.0, True, False, True, "static -0.75"),
+                              seed(1, 0.7, 20.0, True, False, False, "static -0.5"),
+                              seed(2, 0.8, -3.0, False, True, True, "static -0.75")])
+    # ratios 0.6, 0.7, 0.8: mean 0.70, sample sd 0.10; gains 10, 20, -3: mean 9.0, sd sqrt(133) = 11.5
+    assert lines == [
+        "over 3 seed(s): dynamic's tokens x baseline mean 0.70 (sd 0.10, 0.60 to 0.80); accuracy - baseline, "
+        "points, mean +9.0 (sd 11.5, -3.0 to +20.0)",
+        "seeds meeting each target: fewer tokens, accuracy kept 2/3; beats the static sweep 1/3; "
+        "a family raised, none lowered 2/3",
+        "most accurate static coefficient: seed 0: static -0.75, seed 1: static -0.5, seed 2: static -0.75"]
+
+
 def test_boundaries_and_steps_are_named_from_the_step_texts():
     texts = ["First, 2 x 3 = 6.\n\n", "Wait, let me check: 2 x 3 = 6. Yes.\n\n", "Then 6 + 4 = 10.\n\n",
              "Then 10 + 5 = 15.\n\n", "The answer is \\boxed{15}."]

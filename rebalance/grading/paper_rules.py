@@ -48,6 +48,11 @@ def last_boxed(response: str) -> str:
     return answer
 
 
+class _Unreadable(ValueError):
+    """Text one of the release's readers does not read: the number-word reader leaves it as written,
+    the expression parsers move on to their next candidate. Raised bare, as no one sees a message."""
+
+
 # ---- number words ("two hundred five" -> 205), as the release's normaliser reads them -----------
 
 _UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
@@ -87,34 +92,24 @@ def _words_value(text: str) -> int | float:
     if text.isdigit():
         return int(text)
     found = [w for w in text.split() if w in _WORDS or w == "point"]
-    if not found:
-        raise ValueError("no number words")
-    if any(found.count(w) > 1 for w in (*_SCALES, "point")):
-        raise ValueError("repeated scale word")
-    decimals: list[str] = []
-    if "point" in found:
-        at = found.index("point")
-        found, decimals = found[:at], found[at + 1:]
-    where = {w: (found.index(w) if w in found else -1) for w in _SCALES}
-    b, m, t = where["billion"], where["million"], where["thousand"]
-    if (t > -1 and (t < m or t < b)) or (m > -1 and m < b):
-        raise ValueError("scale words out of order")
-    total: int | float = 0
+    if not found or any(found.count(w) > 1 for w in (*_SCALES, "point")):
+        raise _Unreadable
+    at = found.index("point") if "point" in found else len(found)
+    found, decimals = found[:at], found[at + 1:]
+    # where each scale word stands (-1: absent); present ones must read billion, million, thousand
+    b, m, t = (found.index(w) if w in found else -1 for w in _SCALES)
+    present = [i for i in (b, m, t) if i > -1]
+    if present != sorted(present):
+        raise _Unreadable
     if len(found) == 1:
-        total += _WORDS[found[0]]
-    elif found:
-        if b > -1:
-            total += _group(found[:b]) * 10**9
-        if m > -1:
-            total += _group(found[b + 1:m] if b > -1 else found[:m]) * 10**6
-        if t > -1:
-            start = m + 1 if m > -1 else (b + 1 if b > -1 else 0)
-            total += _group(found[start:t]) * 1000
+        total: int | float = _WORDS[found[0]]  # a scale word alone is its value ("thousand": 1000)
+    else:
+        # each scale multiplies the group between the previous scale word and itself
+        total = sum(_group(found[start + 1:end]) * scale
+                    for start, end, scale in ((-1, b, 10**9), (b, m, 10**6), (max(b, m), t, 1000)) if end > -1)
         last = max(b, m, t)
-        if last == -1:
-            total += _group(found)
-        elif last != len(found) - 1:
-            total += _group(found[(t if t > -1 else (m if m > -1 else b)) + 1:])
+        if last < len(found) - 1:
+            total += _group(found[last + 1:])
     if decimals:
         digits = [_WORDS[w] for w in decimals if w in _UNITS[:10]]
         total += float("0." + "".join(map(str, digits))) if len(digits) == len(decimals) else 0
@@ -229,10 +224,12 @@ _CHOICE_PREFIXES = [re.compile(p) for letter in "ABCDE" for p in
 _MAX_DEPTH = 5
 
 
-def _choice_letter(pred: str) -> str:
-    pred = pred.strip("\n").rstrip(".").rstrip("/").strip(" ").lstrip(":")
-    letters = re.findall(r"\b(A|B|C|D|E)\b", pred.upper())
-    return (letters[-1] if letters else pred.strip().strip(".")).rstrip(".").rstrip("/")
+def _choice_letter(pred: str) -> str | None:
+    """The last standalone letter A-E in the prediction, case ignored; None when there is none.
+    (The release also stripped dots, slashes, colons and spaces and fell back to the stripped text,
+    which can only equal a letter when the search below already found it.)"""
+    letters = re.findall(r"\b([A-E])\b", pred.upper())
+    return letters[-1] if letters else None
 
 
 def _as_number(text: str) -> float | None:
@@ -342,7 +339,7 @@ def _python_syntax(text: str):
 
     names = set(re.findall(r"[A-Za-z_]\w*", text))
     if "__" in text or not _PLAIN_EXPRESSION.fullmatch(text) or names & _UNSAFE_NAMES:
-        raise ValueError("not plain arithmetic")
+        raise _Unreadable
     return parse_expr(text)
 
 
@@ -352,7 +349,7 @@ def _release_latex(text: str):
     from latex2sympy2_extended import latex2sympy
 
     if "\\text" in text or "\\circ" in text or (text[:1] in "([" and "," in text):
-        raise ValueError("the release's LaTeX parser rejects this")
+        raise _Unreadable
     return latex2sympy(re.sub(r"(\d)\s*\\frac", r"\1 \\cdot \\frac", text))
 
 

@@ -358,6 +358,31 @@ def summary_table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+_TARGET_NAMES = {"cheaper": "fewer tokens, accuracy kept", "beats_sweep": "beats the static sweep",
+                 "families": "a family raised, none lowered"}
+
+
+def over_seeds(summaries: list[dict]) -> list[str]:
+    """What holds across seeds: how many meet each target, and the spread of the two headline
+    numbers (mean, sample standard deviation, range), so that no single seed stands for the study."""
+    n = len(summaries)
+    ratios = [s["targets"]["token_ratio"] for s in summaries]
+    gains = [s["targets"]["accuracy_gain"] for s in summaries]
+
+    def spread(values: list[float], fmt: str) -> str:
+        sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+        return (f"mean {format(statistics.mean(values), fmt)} (sd {format(sd, fmt.lstrip('+'))}, "
+                f"{format(min(values), fmt)} to {format(max(values), fmt)})")
+
+    met = "; ".join(f"{name} {sum(bool(s['targets'][key]) for s in summaries)}/{n}"
+                    for key, name in _TARGET_NAMES.items())
+    best = ", ".join(f"seed {s['seed']}: {s['targets']['best_static']}" for s in summaries)
+    return [f"over {n} seed(s): dynamic's tokens x baseline {spread(ratios, '.2f')}; accuracy - baseline, "
+            f"points, {spread(gains, '+.1f')}",
+            f"seeds meeting each target: {met}",
+            f"most accurate static coefficient: {best}"]
+
+
 def plot_study(summaries: list[dict], path: str) -> str:
     import matplotlib.pyplot as plt
 
@@ -397,10 +422,11 @@ def run_study(seeds: list[int], config: StudyConfig = StudyConfig()) -> list[dic
         summaries.append(summary)
         print(f"\n## seed {seed} (layer {summary['layer']})\n\n{seed_table(summary)}\n")
         print("\n".join(verdict_lines(summary)))
-    text = ["# Organism study", "", summary_table(summaries), ""]
+    text = ["# Organism study", "", summary_table(summaries), "", *over_seeds(summaries), ""]
     for s in summaries:
         text += [f"## seed {s['seed']} (layer {s['layer']})", "", seed_table(s), "", *verdict_lines(s), ""]
     atomic_write_text("\n".join(text), os.path.join(config.out, "study.md"))
     png = plot_study(summaries, os.path.join(config.out, "study.png"))
-    print(f"\n{summary_table(summaries)}\n\ntables: {os.path.join(config.out, 'study.md')}\nplot: {png}")
+    tables = os.path.join(config.out, "study.md")
+    print("", summary_table(summaries), "", *over_seeds(summaries), "", f"tables: {tables}", f"plot: {png}", sep="\n")
     return summaries
