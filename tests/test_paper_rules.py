@@ -103,11 +103,15 @@ def test_equations_compare_both_sides_either_sign(pred, gold, equal):
 
 
 @pytest.mark.parametrize("text", ["exit()", "quit()", "__import__('os').system('true')", "open('x', 'w')",
-                                  "globals()", "eval('1')", "[].__class__"])
+                                  "globals()", "eval('1')", "[].__class__", "ValueError()"])
 def test_code_is_never_evaluated(text):
     with pytest.raises(ValueError):
         _python_syntax(text)
     assert release_verdict(text, "1") is False  # and the process is still here to say so
+
+
+def test_plain_arithmetic_is_read():
+    assert _python_syntax("2*(3+4)") == 14
 
 
 def test_exit_in_an_answer_does_not_end_the_process():
@@ -141,7 +145,7 @@ def test_extraction_and_verdicts_of_the_authors_code():
     ("three billion five", "3000000005"),
     ("two billion three million four thousand five", "2003004005"),
     ("two point five", "2.5"), ("three point one four", "3.14"), ("point five", "0.5"),
-    ("one point twenty", "1"),                             # a decimal that is not digit words adds nothing
+    ("one point twenty", "1"), ("one point ten", "1"),     # a decimal that is not digit words adds nothing
     ("thousand million", "thousand million"),              # scale words out of order: left as written
     ("million billion", "million billion"),
     ("one billion thousand", "one billion thousand"),      # an empty group before a scale word
@@ -224,6 +228,9 @@ def test_latex_the_release_read():
     assert sympy.simplify(_release_latex("4\\frac{2}{3}") - sympy.Rational(8, 3)) == 0  # a product
 
 
+MAT = "\\begin{{pmatrix}}{}\\end{{pmatrix}}"
+
+
 @pytest.mark.parametrize("pred, gold, equal", [
     ("Yes", "yes", True),                                            # strings, case ignored
     ("C)" * 5 + "12", "12", True), ("C)" * 6 + "12", "12", False),    # one prefix per level, five levels at most
@@ -233,6 +240,23 @@ def test_latex_the_release_read():
     ("x=5", "5", True), ("5", "x=5", True),                          # a short left side on one side only goes
     ("abc=5", "5", False), ("5", "abc=5", False),                    # a longer one stays
     ("[1]", "1", True), ("(1)", "1", True),                          # one bracketed element is the element
+    (MAT.format("50&1\\\\2&3"), MAT.format("0.5&1\\\\2&3"), True),      # matrices cell by cell, each with the
+    (MAT.format("1\\\\2"), MAT.format("1"), False),                       # number rule (x100), as many rows
+    ("C)" * 4 + MAT.format("50"), MAT.format("0.5"), True),           # cells count towards the depth limit
+    ("C)" * 5 + MAT.format("50"), MAT.format("0.5"), False),
+    ("\\begin{pmatrix}50" + "X" * 13, MAT.format("0.5"), False),      # a matrix has both delimiters
+    ("C)" * 4 + "1,2", "2,1", True), ("C)" * 5 + "1,2", "2,1", False),  # every recursion counts a level:
+    ("C)" * 4 + "(50,1)", "(0.5,1)", True), ("C)" * 5 + "(50,1)", "(0.5,1)", False),  # comma parts, tuples,
+    ("C)" * 4 + "x=50", "0.5", True), ("C)" * 5 + "x=50", "0.5", False),  # a short left side on either side
+    ("C)" * 4 + "50", "x=0.5", True), ("C)" * 5 + "50", "x=0.5", False),
+    ("(50,1)", "(0.5,1)", True),                                     # tuples element by element (x100 too)
+    (MAT.format("1\\2"), "{1,2}", True),                          # a set gold becomes a matrix, its commas
+    (MAT.format("1\\\\2"), "{1,2}", False),                       # single backslashes (the release's quirk)
+    ("[1", "1", False), ("[1]", "(1", False), ("(1)", "[1", False), ("(1", "[1", False),  # outer brackets go
+    ("(1)", "1]", True), ("[X]", "X", True), ("[1]", "1]", True),  # only when both ends are brackets and
+    ("AXB", "AB", False),                                            # the gold opens with no other kind
+    ("a**2=4", "4=a**2", True),                                      # equations: lhs - rhs either sign
+    ("xy=5", "5", True), ("5", "xy=5", True),                        # a left side of two letters goes
 ])
 def test_answers_equal_rule_by_rule(pred, gold, equal):
     assert answers_equal(pred, gold) is equal
@@ -243,6 +267,9 @@ def test_answers_equal_rule_by_rule(pred, gold, equal):
     ("\\sqrt{2}", "1.41421", True), ("\\sqrt{2}", "1.414", False),   # numerically within 1e-4
     ("\\begin{pmatrix}1.0001&2\\end{pmatrix}", "\\begin{pmatrix}1&2\\end{pmatrix}", True),  # matrices to 3 places
     ("\\begin{pmatrix}1.01&2\\end{pmatrix}", "\\begin{pmatrix}1&2\\end{pmatrix}", False),
+    (MAT.format("1.4&2"), MAT.format("1.4001&2"), True),             # both sides rounded, to 3 places
+    (MAT.format("1.0001\\\\2"), MAT.format("1\\\\2"), True),        # rows: the text as written parses
+    ("x-1=0", "1-x=0", True),
 ])
 def test_symbolic_equal(a, b, equal):
     assert symbolic_equal(a, b) is equal

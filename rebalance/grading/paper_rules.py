@@ -96,11 +96,9 @@ def _words_value(text: str) -> int | float:
         raise _Unreadable
     at = found.index("point") if "point" in found else len(found)
     found, decimals = found[:at], found[at + 1:]
-    # where each scale word stands (-1: absent); present ones must read billion, million, thousand
+    # where each scale word stands (-1: absent); one out of order ("thousand two million") needs no
+    # check of its own: the group before it would start after it, and `_group` refuses an empty group
     b, m, t = (found.index(w) if w in found else -1 for w in _SCALES)
-    present = [i for i in (b, m, t) if i > -1]
-    if present != sorted(present):
-        raise _Unreadable
     if len(found) == 1:
         total: int | float = _WORDS[found[0]]  # a scale word alone is its value ("thousand": 1000)
     else:
