@@ -257,6 +257,8 @@ MAT = "\\begin{{pmatrix}}{}\\end{{pmatrix}}"
     ("AXB", "AB", False),                                            # the gold opens with no other kind
     ("a**2=4", "4=a**2", True),                                      # equations: lhs - rhs either sign
     ("xy=5", "5", True), ("5", "xy=5", True),                        # a left side of two letters goes
+    ("(1,2)", "a1,2b", False),                                       # the tuple rule needs two tuples
+    (MAT.format("50\\\\1"), MAT.format("0.5\\\\1"), True),            # matrix rows split at \\\\
 ])
 def test_answers_equal_rule_by_rule(pred, gold, equal):
     assert answers_equal(pred, gold) is equal
@@ -269,7 +271,9 @@ def test_answers_equal_rule_by_rule(pred, gold, equal):
     ("\\begin{pmatrix}1.01&2\\end{pmatrix}", "\\begin{pmatrix}1&2\\end{pmatrix}", False),
     (MAT.format("1.4&2"), MAT.format("1.4001&2"), True),             # both sides rounded, to 3 places
     (MAT.format("1.0001\\\\2"), MAT.format("1\\\\2"), True),        # rows: the text as written parses
-    ("x-1=0", "1-x=0", True),
+    ("x-1=0", "1-x=0", True), ("x-1=1", "2=x", True),
+    ("\\\\frac{1}{2}", "0.5", True),                                 # escaped backslashes read as one
+    ("x**2", "x^{2}", True),                                          # the same text from the two parsers
 ])
 def test_symbolic_equal(a, b, equal):
     assert symbolic_equal(a, b) is equal
