@@ -80,6 +80,9 @@ def test_the_summary_over_seeds_counts_targets_and_shows_the_spread():
         "seeds meeting each target: fewer tokens, accuracy kept 2/3; beats the static sweep 1/3; "
         "a family raised, none lowered 2/3",
         "most accurate static coefficient: seed 0: static -0.75, seed 1: static -0.5, seed 2: static -0.75"]
+    one = study.over_seeds([seed(0, 0.6, 10.0, True, False, True, "static -0.75")])
+    assert one[0] == ("over 1 seed(s): dynamic's tokens x baseline mean 0.60 (sd -, 0.60 to 0.60); accuracy - "
+                      "baseline, points, mean +10.0 (sd -, +10.0 to +10.0)")
 
 
 def test_boundaries_and_steps_are_named_from_the_step_texts():

@@ -370,8 +370,8 @@ def over_seeds(summaries: list[dict]) -> list[str]:
     gains = [s["targets"]["accuracy_gain"] for s in summaries]
 
     def spread(values: list[float], fmt: str) -> str:
-        sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-        return (f"mean {format(statistics.mean(values), fmt)} (sd {format(sd, fmt.lstrip('+'))}, "
+        sd = format(statistics.stdev(values), fmt.lstrip("+")) if len(values) > 1 else "-"  # one seed: no spread
+        return (f"mean {format(statistics.mean(values), fmt)} (sd {sd}, "
                 f"{format(min(values), fmt)} to {format(max(values), fmt)})")
 
     met = "; ".join(f"{name} {sum(bool(s['targets'][key]) for s in summaries)}/{n}"
@@ -425,8 +425,8 @@ def run_study(seeds: list[int], config: StudyConfig = StudyConfig()) -> list[dic
     text = ["# Organism study", "", summary_table(summaries), "", *over_seeds(summaries), ""]
     for s in summaries:
         text += [f"## seed {s['seed']} (layer {s['layer']})", "", seed_table(s), "", *verdict_lines(s), ""]
-    atomic_write_text("\n".join(text), os.path.join(config.out, "study.md"))
-    png = plot_study(summaries, os.path.join(config.out, "study.png"))
     tables = os.path.join(config.out, "study.md")
+    atomic_write_text("\n".join(text), tables)
+    png = plot_study(summaries, os.path.join(config.out, "study.png"))
     print("", summary_table(summaries), "", *over_seeds(summaries), "", f"tables: {tables}", f"plot: {png}", sep="\n")
     return summaries
