@@ -22,7 +22,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError
-from ..examples import load_examples
+from ..examples import dataset_file, load_examples
 from ..files.atomic import atomic_write_text
 from ..files.names import RunName, calibration_path, graded_path, metrics_path, vector_file_name
 from ..files.shards import read_records
@@ -258,9 +258,8 @@ def heldout_families(data: str) -> list[str]:
     examples = load_examples(data, "Organism_Heldout")
     missing = [e.idx for e in examples if "family" not in e.extra]
     if missing:
-        path = os.path.join(data, "Organism_Heldout", "test.jsonl")
-        raise UsageError(f"{path}:{missing[0] + 1}: no 'family' (written by an earlier version: delete the folder "
-                         "and rerun the study)")
+        raise UsageError(f"{dataset_file(data, 'Organism_Heldout')}:{missing[0] + 1}: no 'family' (written by an "
+                         "earlier version: delete the folder and rerun the study)")
     return [e.extra["family"] for e in examples]
 
 
@@ -422,11 +421,12 @@ def run_study(seeds: list[int], config: StudyConfig = StudyConfig()) -> list[dic
         summaries.append(summary)
         print(f"\n## seed {seed} (layer {summary['layer']})\n\n{seed_table(summary)}\n")
         print("\n".join(verdict_lines(summary)))
-    text = ["# Organism study", "", summary_table(summaries), "", *over_seeds(summaries), ""]
+    overview = [summary_table(summaries), "", *over_seeds(summaries)]
+    text = ["# Organism study", "", *overview, ""]
     for s in summaries:
         text += [f"## seed {s['seed']} (layer {s['layer']})", "", seed_table(s), "", *verdict_lines(s), ""]
     tables = os.path.join(config.out, "study.md")
     atomic_write_text("\n".join(text), tables)
     png = plot_study(summaries, os.path.join(config.out, "study.png"))
-    print("", summary_table(summaries), "", *over_seeds(summaries), "", f"tables: {tables}", f"plot: {png}", sep="\n")
+    print("", *overview, "", f"tables: {tables}", f"plot: {png}", sep="\n")
     return summaries
