@@ -43,6 +43,7 @@ bench: venv
 	$(BIN)/python bench/ragged.py
 	$(BIN)/python bench/collection.py
 	$(BIN)/python bench/steering.py
+	$(BIN)/python bench/long_context.py
 	$(BIN)/python bench/analysis.py
 	$(BIN)/python bench/grading.py
 

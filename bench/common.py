@@ -23,15 +23,17 @@ def bench_problems(count: int, seed: int = 0) -> list[str]:
     return [make_problem(rng)["problem"] for _ in range(count)]
 
 
-def plain_generate(model, tokenizer, problems, new_tokens, eos_ids, extra=()):
-    """Plain HF greedy `generate`, EOS forbidden so every row decodes exactly `new_tokens`
-    (`extra`: more logits processors, the same ones the compared method gets)."""
+def plain_generate(model, tokenizer, problems, new_tokens, eos_ids, extra=(), suppress_eos=True, **sampling):
+    """Plain HF `generate` (greedy unless `sampling` says otherwise), EOS forbidden so every row
+    decodes exactly `new_tokens` (`extra`: more logits processors, the same ones the compared
+    method gets)."""
     prompts = [prompt_ids(tokenizer, p) for p in problems]
     ids, mask = left_pad(prompts, tokenizer.pad_token_id, next(model.parameters()).device)
+    processors = [SuppressTokens(eos_ids)] if suppress_eos else []
     with torch.inference_mode():
-        return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
-                              min_new_tokens=0, logits_processor=[SuppressTokens(eos_ids), *extra],
-                              pad_token_id=tokenizer.pad_token_id)
+        return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                              do_sample=bool(sampling), min_new_tokens=0, logits_processor=[*processors, *extra],
+                              pad_token_id=tokenizer.pad_token_id, eos_token_id=list(eos_ids), **sampling)
 
 
 def tokens_per_second(fn, problems, batch_size, new_tokens, repeats=1):

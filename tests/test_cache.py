@@ -1,9 +1,11 @@
-"""Row and column surgery on the KV cache (decoding/cache.py), on caches filled by hand: every
-key/value entry is a known number, so where each one ends up can be read off."""
+"""The engine's key/value slots (decoding/cache.py), on caches filled by hand: every key/value
+entry is a known number, so where each one ends up can be read off."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import DynamicCache, Qwen2Config
+from transformers import DynamicCache, Qwen2Config, Qwen3NextConfig
 
 from rebalance.decoding import cache as kvcache
 from rebalance.errors import UsageError
@@ -17,15 +19,17 @@ def config(**extra):
 
 
 class Model:
-    """What new_cache reads: the config."""
+    """What the cache module reads of a model: its config."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, attention=None):
         self.config = cfg
+        if attention is not None:
+            cfg._attn_implementation = attention
 
 
-def filled(rows):
-    """A cache whose row r holds columns rows[r] (a list of numbers; None = left padding, zeros);
-    keys carry the number, values its negative, layer l adds 100 * l."""
+def prefilled(rows):
+    """A left-padded prefill whose row r holds rows[r] (numbers; None = padding, zeros); keys carry
+    the number, values its negative, layer l adds 100 * l."""
     width = max(len(r) for r in rows)
     cache = DynamicCache(config=config())
     for layer in range(LAYERS):
@@ -38,53 +42,127 @@ def filled(rows):
     return cache
 
 
-def columns(cache, layer=0):
-    """Row by row, the number each column holds (from the keys; checked against the values)."""
-    keys, values = cache.layers[layer].keys, cache.layers[layer].values
+def slots(cache, layer=0, columns=None):
+    """Slot by slot, the number each column holds (from the keys; checked against the values)."""
+    keys, values = cache.keys[layer], cache.values[layer]
     assert torch.equal(values, -keys)
-    return (keys[:, 0, :, 0] - 100 * layer).tolist()
+    return (keys[:, 0, :columns, 0] - 100 * layer * (keys[:, 0, :columns, 0] != 0)).tolist()
 
 
-def test_keep_rows_in_the_given_order():
-    cache = filled([[1, 2], [3, 4], [5, 6]])
-    kvcache.keep_rows(cache, torch.tensor([2, 0]))
-    assert columns(cache, 0) == columns(cache, 1) == [[5, 6], [1, 2]]
+def admitted(*groups, slots_=3, capacity=4):
+    cache = kvcache.SlotCache(slots_)
+    for rows in groups:
+        lengths = [sum(n is not None for n in row) for row in rows]
+        cache.admit(prefilled(rows), lengths, capacity)
+    return cache
 
 
-def test_append_rows_pads_the_narrower_side_on_the_left():
-    live = filled([[1, 2, 3], [4, 5, 6]])
-    fresh = filled([[7, 8, 9, 10, 11]])
-    out = kvcache.append_rows(live, fresh)
-    assert out is live and kvcache.width(out) == 5
-    assert columns(out, 1) == [[-100, -100, 1, 2, 3], [-100, -100, 4, 5, 6], [7, 8, 9, 10, 11]]
-    narrow = filled([[20]])
-    kvcache.append_rows(out, narrow)
-    assert columns(out)[-1] == [0, 0, 0, 0, 20] and columns(out)[0] == [0, 0, 1, 2, 3]
+def test_admitted_rows_start_at_column_zero_of_the_next_free_slots():
+    cache = admitted([[None, 1, 2], [3, 4, 5]], [[6]])
+    assert cache.rows == 3 and cache.capacity == kvcache.ROUND
+    assert slots(cache, 0, 4) == slots(cache, 1, 4) == [[1, 2, 0, 0], [3, 4, 5, 0], [6, 0, 0, 0]]
+    with pytest.raises(RuntimeError, match="3 live rows \\+ 1 admitted exceed 3 slots"):
+        cache.admit(prefilled([[7]]), [1], 4)
 
 
-def test_append_rows_to_nothing_live_is_the_fresh_cache():
-    fresh = filled([[1, 2]])
-    assert kvcache.append_rows(None, fresh) is fresh
-    assert kvcache.append_rows(DynamicCache(config=config()), fresh) is fresh
+def test_a_step_writes_each_row_at_its_own_column_and_reads_views():
+    cache = admitted([[None, 1, 2], [3, 4, 5]])
+    storage = cache.keys[1].data_ptr()
+    cache.begin_step(torch.tensor([2, 3]), columns=4)
+    new = torch.tensor([10.0, 20.0])[:, None, None, None].expand(2, HEADS, 1, DIM) + 100
+    keys, values = cache.update(new, -new, 1)
+    cache.end_step()
+    assert keys.shape == (2, HEADS, 4, DIM) and keys.data_ptr() == storage == cache.keys[1].data_ptr()
+    assert (keys[:, 0, :, 0] - 100).tolist() == [[1, 2, 10, -100], [3, 4, 5, 20]]
+    assert torch.equal(values, -keys)
+    with pytest.raises(RuntimeError, match="outside a decoding step"):
+        cache.update(new, -new, 1)
+    with pytest.raises(RuntimeError, match="column 64 of a 64-column cache"):
+        cache.begin_step(torch.tensor([2, 3]), columns=65)
 
 
-@pytest.mark.parametrize("drop, left", [(0, [[1, 2, 3], [4, 5, 6]]), (1, [[2, 3], [5, 6]]), (2, [[3], [6]])])
-def test_drop_left_forgets_exactly_that_many_columns(drop, left):
-    cache = filled([[1, 2, 3], [4, 5, 6]])
-    kvcache.drop_left(cache, drop)
-    assert columns(cache, 0) == columns(cache, 1) == left and kvcache.width(cache) == 3 - drop
+def test_the_model_sees_the_step_sizes():
+    cache = admitted([[1, 2]])
+    cache.begin_step(torch.tensor([2]), columns=3)
+    assert cache.get_seq_length() == 2 and cache.get_mask_sizes(1, 0) == (3, 0)
 
 
-def test_pad_left():
-    t = torch.tensor([[1, 2]])
-    assert kvcache.pad_left(t, 2, dim=1, value=9).tolist() == [[9, 9, 1, 2]]
-    assert kvcache.pad_left(t, 1, dim=1).tolist() == [[0, 1, 2]]
-    assert kvcache.pad_left(t, 0, dim=1) is t and kvcache.pad_left(t, -1, dim=1) is t
+def test_fill_moves_tail_rows_into_freed_slots_only():
+    cache = admitted([[1, 2], [None, 3], [5, 6], [7, 8]], slots_=4)
+    cache.fill([(3, 1)], rows=3, lengths=[2])
+    assert cache.rows == 3
+    assert slots(cache, 1, 2)[:3] == [[1, 2], [7, 8], [5, 6]]
+    with pytest.raises(RuntimeError, match="does not fill a hole"):
+        cache.fill([(1, 2)], rows=3, lengths=[2])
+    with pytest.raises(RuntimeError, match="does not fill a hole"):
+        cache.fill([(3, 3)], rows=3, lengths=[2])
 
 
-def test_sliding_window_caches_are_refused_full_ones_accepted():
+def test_a_longer_prompt_widens_every_slot_keeping_its_columns():
+    cache = admitted([[1, 2]], capacity=4)
+    cache.admit(prefilled([[3] * 70]), [70], capacity=70)
+    assert cache.capacity == 128 and cache.keys[0].shape == (3, HEADS, 128, DIM)
+    assert slots(cache, 1, 3)[:2] == [[1, 2, 0], [3, 3, 3]] and slots(cache, 1)[1][69:71] == [3, 0]
+
+
+@pytest.mark.parametrize("tokens, capacity", [(1, 64), (64, 64), (65, 128), (200, 256)])
+def test_capacity_rounds_up_to_whole_blocks(tokens, capacity):
+    assert kvcache.capacity_for(tokens) == capacity
+
+
+def test_decoding_mask_shows_each_row_its_columns():
+    lengths = torch.tensor([1, 3])
+    seen = kvcache.decoding_mask(lengths, 4, "sdpa", torch.float32)
+    assert seen.shape == (2, 1, 1, 4) and seen.dtype == torch.bool
+    assert seen[:, 0, 0].tolist() == [[True, True, False, False], [True, True, True, True]]
+    additive = kvcache.decoding_mask(lengths, 4, "eager", torch.float16)
+    low = torch.finfo(torch.float16).min
+    assert additive.dtype == torch.float16 and additive[:, 0, 0].tolist() == [[0, 0, low, low], [0, 0, 0, 0]]
+
+
+def test_attention_needing_another_mask_is_refused():
+    assert kvcache.attention_kind(Model(config(), "eager")) == "eager"
+    assert kvcache.attention_kind(Model(config(), "sdpa")) == "sdpa"
+    assert kvcache.attention_kind(SimpleNamespace(config=SimpleNamespace())) == "sdpa"  # unset: transformers' default
+    with pytest.raises(UsageError) as refused:
+        kvcache.attention_kind(Model(config(), "flash_attention_2"))
+    assert str(refused.value) == ("this model runs attn_implementation='flash_attention_2'; in-flight batching "
+                                  "builds its own attention mask and needs one of sdpa, eager")
+
+
+def test_sliding_window_and_linear_attention_caches_are_refused_full_ones_accepted():
     assert len(kvcache.new_cache(Model(config())).layers) == LAYERS
     with pytest.raises(UsageError) as refused:
         kvcache.new_cache(Model(config(use_sliding_window=True, sliding_window=8, max_window_layers=0)))
     assert str(refused.value) == ("this model has sliding-window attention layers; in-flight batching needs "
                                   "full-attention caches")
+    with pytest.raises(UsageError) as linear:
+        kvcache.new_cache(Model(Qwen3NextConfig(num_hidden_layers=4)))
+    assert str(linear.value) == ("this model has layers without a key/value cache (linear attention); in-flight "
+                                 "batching needs full-attention caches")
+
+
+def test_a_fresh_cache_has_no_columns_and_takes_no_step():
+    cache = kvcache.SlotCache(2)
+    assert cache.get_seq_length() == 0 and cache.get_mask_sizes(1, 0) == (0, 0)
+    with pytest.raises(RuntimeError, match="column 0 of a 0-column cache"):
+        cache.begin_step(torch.tensor([0]), columns=1)
+    admitted_only = admitted([[1, 2]])
+    with pytest.raises(RuntimeError) as outside:
+        admitted_only.update(torch.zeros(1, HEADS, 1, DIM), torch.zeros(1, HEADS, 1, DIM), 0)
+    assert str(outside.value) == "SlotCache.update outside a decoding step (the engine calls begin_step first)"
+
+
+def test_a_step_may_fill_the_last_column_and_states_take_the_cache_dtype():
+    cache = admitted([[1, 2]])
+    cache.begin_step(torch.tensor([63]), columns=64)  # the last column: allowed
+    new = torch.full((1, HEADS, 1, DIM), 7.0, dtype=torch.float64)
+    keys, values = cache.update(new, -new, 0)
+    assert keys.dtype == torch.float32 and keys[0, 0, 63, 0] == 7.0 and values[0, 0, 63, 0] == -7.0
+
+
+def test_an_admission_within_the_capacity_keeps_the_storage():
+    cache = admitted([[1, 2]], capacity=64)
+    storage = cache.keys[0].data_ptr()
+    cache.admit(prefilled([[3]]), [1], capacity=64)
+    assert cache.capacity == 64 and cache.keys[0].data_ptr() == storage

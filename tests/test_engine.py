@@ -15,7 +15,8 @@ from test_run import read_records
 from rebalance.calibration import generic
 from rebalance.control import ControlFunction
 from rebalance.decode import collect_batch, collect_stream, steer_batch, steer_stream
-from rebalance.decoding.engine import Engine, RowAwareProcessor
+from rebalance.decoding import engine as engine_module
+from rebalance.decoding.engine import Engine, RowAwareProcessor, pad_left, prefill_groups
 from rebalance.decoding.records import make_table
 from rebalance.decoding.row_state import RowState
 from rebalance.decoding.steps import StepTracker
@@ -242,47 +243,88 @@ def test_that_test_catches_each_piece_of_state_leaking(leak_cases, monkeypatch, 
     assert any(noticed), f"a leaked {owner}.{name} went unnoticed"
 
 
-# ---- memory follows the live rows ----------------------------------------------------------------
+# ---- memory: slots written in place, history as wide as the longest live row ----------------------
 
 class WidthProbe(RowAwareProcessor):
-    """Checks at every step that the cache is as wide as the longest live row, no wider."""
+    """Records at every step the token history's width against the longest live row, and the
+    cache's storage and the columns attention read."""
 
     def __init__(self, prompt_lengths):
-        self.prompt_lengths, self.widths = prompt_lengths, []
+        self.prompt_lengths, self.widths, self.reads, self.engine = prompt_lengths, [], [], None
 
     def __call__(self, input_ids, scores, rows=None):
         longest = max(self.prompt_lengths[int(i)] + int(g) for i, g in zip(rows.example_idx, rows.generated))
         self.widths.append((input_ids.shape[1], longest))
+        cache = self.engine.cache
+        self.reads.append((cache.keys[0].data_ptr(), cache.values[-1].data_ptr(), cache.rows, len(rows.generated)))
         return scores
 
 
-def test_record_fields_at_a_known_eos_and_at_the_limit(tiny):
-    """Example 0 writes four tokens then EOS; example 1 is still writing at the 6-token limit."""
+def test_the_cache_is_allocated_once_and_the_history_follows_the_live_rows(tiny):
     model, tokenizer, table = tiny
-    vocab = tokenizer.get_vocab()
-    scripts = [[vocab[t] for t in "a b ĊĊ a".split()], [vocab[t] for t in "b ĊĊ a a b ĊĊ a".split()]]
-    out = {r.record["idx"]: r for r in collect_stream(model, tokenizer, table, QUEUE[:2], 6,
-                                                         processors=[Script(scripts, table.eos_ids[0])], width=2)}
-    ended, cut = out[0].record, out[1].record
-    assert (ended["finish_reason"], ended["num_tokens"]) == ("eos", 5)  # the EOS is counted ...
-    assert ended["generated_responses"] == ["ab\n\na"]  # ... and not written
-    assert out[0].tokens == scripts[0] + [table.eos_ids[0]]
-    assert (cut["finish_reason"], cut["num_tokens"]) == ("length", 6)
-    assert cut["generated_responses"] == ["b\n\naab\n\n"] and out[1].tokens == scripts[1][:6]
-    assert (ended["step_texts"], cut["step_texts"]) == (["ab\n\n", "a"], ["b\n\n", "aab\n\n"])
-    assert len(ended["sentence_confidences"]) == 2 and ended["think_closed"] is False
-
-
-def test_the_cache_drops_columns_no_live_row_needs(tiny):
-    model, tokenizer, table = tiny
-    queue = QUEUE
-    probe = WidthProbe({ex.idx: len(prompt_ids(tokenizer, ex.problem)) for ex in queue})
+    probe = WidthProbe({ex.idx: len(prompt_ids(tokenizer, ex.problem)) for ex in QUEUE})
     force = ForceEosAt(table.eos_ids[0], ENDS)
     engine = Engine(model, tokenizer, table, prompt=lambda ex: prompt_ids(tokenizer, ex.problem), width=WIDTH,
                     max_new_tokens=30, processors=[force, probe])
-    assert len(list(engine.run(queue))) == 8
+    probe.engine = engine
+    assert len(list(engine.run(QUEUE))) == 8
     assert len(probe.widths) > 30  # steps with rows of different ages side by side
     assert all(width == longest for width, longest in probe.widths)
+    assert len({(keys, values) for keys, values, _, _ in probe.reads}) == 1  # never reallocated nor copied whole
+    assert all(live == rows for _, _, live, rows in probe.reads)
+    longest_prompt = max(probe.prompt_lengths.values())
+    assert engine.cache.keys[0].shape[2] == -(-(longest_prompt + 30) // 64) * 64
+
+
+def test_rows_ending_at_the_same_step_leave_in_admission_order(tiny):
+    """Example 0 ends first and example 2's row moves into its slot; 1 and 2 then end together."""
+    model, tokenizer, table = tiny
+    force = ForceEosAt(table.eos_ids[0], {0: 2, 1: 5, 2: 5, 3: 4})
+    out = collect_stream(model, tokenizer, table, QUEUE[:4], 30, processors=[force], width=3)
+    assert [r.record["idx"] for r in out] == [0, 1, 2, 3]
+
+
+def test_eager_attention_decodes_as_sdpa_does(tiny_dirs):
+    model, tokenizer = load(tiny_dirs["qwen2"])
+    table = make_table(model, tokenizer)
+    force = ForceEosAt(table.eos_ids[0], ENDS)
+    sdpa = collect_stream(model, tokenizer, table, QUEUE, 30, processors=[force], width=WIDTH)
+    model.config._attn_implementation = "eager"
+    eager = collect_stream(model, tokenizer, table, QUEUE, 30, processors=[force], width=WIDTH)
+    for got, want in pairs_with_same_ids(eager, sdpa):
+        assert got.record["sentence_confidences"] == pytest.approx(want.record["sentence_confidences"],
+                                                                   rel=TOL.batch_conf)
+
+
+@pytest.mark.parametrize("lengths, budget, groups", [
+    ([10] * 4, 40, [[0, 1, 2, 3]]),
+    ([10] * 5, 40, [[0, 1, 2, 3], [4]]),
+    ([30, 5, 20, 50, 1], 60, [[0, 1], [2], [3], [4]]),  # 3 x 30 > 60; 50 alone; 2 x 50 > 60
+    ([5, 30], 60, [[0, 1]]),                           # 2 x 30 = 60 fits
+    ([100], 60, [[0]]),                                # longer than the budget: alone
+    ([], 60, []),
+])
+def test_prefill_groups_bound_the_padded_tokens(lengths, budget, groups):
+    assert prefill_groups(lengths, budget) == groups
+
+
+def test_prompts_prefilled_in_groups_decode_as_prefilled_together(tiny, monkeypatch):
+    model, tokenizer, table = tiny
+    force = ForceEosAt(table.eos_ids[0], ENDS)
+    together = collect_stream(model, tokenizer, table, QUEUE, 30, processors=[force], width=4)
+    monkeypatch.setattr(engine_module, "PREFILL_TOKENS", 1)  # one prompt a prefill
+    apart = collect_stream(model, tokenizer, table, QUEUE, 30, processors=[force], width=4)
+    assert [r.record["idx"] for r in apart] == [r.record["idx"] for r in together]
+    for got, want in pairs_with_same_ids(apart, together):
+        assert got.record["sentence_confidences"] == pytest.approx(want.record["sentence_confidences"],
+                                                                   rel=TOL.batch_conf)
+        assert_same_rows(got, want)
+
+
+def test_pad_left_of_the_history():
+    t = torch.tensor([[1, 2]])
+    assert pad_left(t, 2, 9).tolist() == [[9, 9, 1, 2]]
+    assert pad_left(t, 0, 9) is t and pad_left(t, -1, 9) is t
 
 
 # ---- kill -9 mid-run ---------------------------------------------------------------------------

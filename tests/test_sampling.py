@@ -8,7 +8,7 @@ from transformers import RepetitionPenaltyLogitsProcessor
 
 from rebalance.decode import steer_batch
 from rebalance.decoding.records import make_table
-from rebalance.decoding.sampling import counter_uniform, draw, mix32, penalise_repeats
+from rebalance.decoding.sampling import ReleasedTopP, counter_uniform, descending, draw, mix32, penalise_repeats
 from rebalance.examples import Example, prompt_ids
 from rebalance.steering import SteeringSetup
 
@@ -104,3 +104,48 @@ def test_a_uniform_is_a_function_of_seed_idx_and_position_only():
     assert (counter_uniform(42 + (1 << 32), idx, position) != u).all()  # the seed's high half counts too
     many = counter_uniform(0, torch.arange(10_000), torch.zeros(10_000, dtype=torch.long))
     assert abs(many.mean().item() - 0.5) < 0.01 and abs(many.var().item() - 1 / 12) < 0.003
+
+
+# ---- the release's top-p rule ------------------------------------------------------------------------
+
+def sorted_top_p(scores, top_p):
+    """The rule written with a sort and its permutation: the reference the cut by score must equal."""
+    ranked, order = torch.sort(scores, dim=-1, descending=True)
+    drop = torch.softmax(ranked, dim=-1).cumsum(dim=-1) > top_p
+    drop[:, 0] = False
+    return scores.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
+
+
+def test_released_top_p_keeps_top_token_and_drops_the_crossing_one():
+    scores = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.97, 0.01, 0.01, 0.01]]))
+    out = ReleasedTopP(1.0, 0.8)(None, scores.clone())
+    assert torch.isfinite(out[0]).tolist() == [True, True, False, False]  # 0.5, 0.8 kept; 0.95 crosses
+    assert torch.isfinite(out[1]).tolist() == [True, False, False, False]
+    assert torch.equal(ReleasedTopP(0.5, 1.0)(None, scores.clone()), scores / 0.5)
+
+
+def test_tokens_tied_at_the_cut_are_kept_together():
+    scores = torch.log(torch.tensor([[0.4, 0.3, 0.3], [0.3, 0.4, 0.3]]))
+    assert torch.isfinite(ReleasedTopP(1.0, 0.75)(None, scores)).all()  # rank 2 kept, so its twin at rank 3 too
+    assert torch.isfinite(ReleasedTopP(1.0, 0.35)(None, scores)).tolist() == [[True, False, False],
+                                                                               [False, True, False]]
+
+
+@pytest.mark.parametrize("temperature, top_p", [(0.7, 0.95), (1.0, 0.5), (0.3, 0.99), (1.5, 0.9)])
+def test_the_cut_by_score_equals_the_rule_written_with_a_sort(temperature, top_p):
+    gen = torch.Generator().manual_seed(int(100 * top_p))
+    for scale in (0.3, 3.0, 10.0):  # flat to peaked
+        scores = torch.randn(32, 4096, generator=gen) * scale
+        scores[:, :7] = float("-inf")  # suppressed tokens, as a processor leaves them
+        got = ReleasedTopP(temperature, top_p)(None, scores)
+        want = sorted_top_p(scores / temperature, top_p)
+        assert torch.equal(got, want)
+
+
+def test_descending_values_equal_torch_sort_on_every_dtype():
+    scores = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    scores[0, 4] = float("-inf")
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        x = scores.to(dtype)
+        got = descending(x)
+        assert got.dtype == dtype and torch.equal(got, torch.sort(x, dim=-1, descending=True).values)

@@ -16,7 +16,6 @@ from rebalance.decode import steer_batch
 from rebalance.decoding.engine import Engine, RowAwareProcessor
 from rebalance.decoding.hooks import residual_hook
 from rebalance.decoding.records import make_table
-from rebalance.decoding.sampling import ReleasedTopP
 from rebalance.decoding.steps import thinking_at_start
 from rebalance.errors import UsageError
 from rebalance.examples import Example, prompt_ids
@@ -288,14 +287,6 @@ def test_the_vector_lands_at_the_input_or_the_output_of_block_l(tiny, inject_at)
         expected = 1.5 * vector if script[t - 1] == vocab["ĊĊ"] else torch.zeros_like(vector)
         torch.testing.assert_close(moved, expected[None, :].expand_as(moved).to(moved.dtype),
                                    atol=TOL.row * float(seen[("post", target)][t].float().norm()), rtol=0)
-
-
-def test_released_top_p_keeps_top_token_and_drops_the_crossing_one():
-    scores = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.97, 0.01, 0.01, 0.01]]))
-    out = ReleasedTopP(1.0, 0.8)(None, scores.clone())
-    assert torch.isfinite(out[0]).tolist() == [True, True, False, False]  # 0.5, 0.8 kept; 0.95 crosses
-    assert torch.isfinite(out[1]).tolist() == [True, False, False, False]
-    assert torch.allclose(ReleasedTopP(0.5, 1.0)(None, scores.clone()), scores / 0.5)
 
 
 def test_smollm2_steers_its_whole_response(smollm2_dir):

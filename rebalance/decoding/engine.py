@@ -6,10 +6,10 @@ batch stays full until the queue runs dry (then it shrinks). A static batch inst
 computing its finished rows as padding until its longest row ends: on reasoning traces, where one
 row of a batch often runs to the limit, that is most of the work.
 
-One step: a forward of the live rows' last tokens (the model's own forward with an HF
-`DynamicCache`), the logits processors, the next tokens, the step tracker and the plugins
-(steering, capture: `plugins.py`), then one transfer of a few numbers per row to the host, which
-decides which rows ended. Every piece of per-row state is a row of a tensor (or a host-side
+One step: a forward of the live rows' last tokens (the model's own forward, keys and values written
+in place into preallocated slots: `cache.py`), the logits processors, the next tokens, the step
+tracker and the plugins (steering, capture: `plugins.py`), then one transfer of a few numbers per
+row to the host, which decides which rows ended. Every piece of per-row state is a row of a tensor (or a host-side
 `_Slot`) and a new example gets a freshly constructed row, so nothing carries over from the
 example that held the slot before. The prompt of an example is the caller's policy (`prompt`).
 """
@@ -33,6 +33,7 @@ from .sampling import ReleasedTopP, counter_uniform, draw, left_pad, penalise_re
 from .steps import CAPTURE, StepTracker, TokenTable, token_flags
 
 PromptFn = Callable[[Example], list[int]]
+PREFILL_TOKENS = 4096  # padded prompt tokens prefilled in one forward, at most (one longer prompt goes alone)
 
 
 @dataclass
@@ -59,11 +60,35 @@ class _Slot:
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     flags: list[int] = field(default_factory=list)
+    seq: int = 0                       # admission order: results ending at the same step leave in this order
     starts_step: bool = False          # the token fed next starts a step
     draining: bool = False             # ended at the limit; fed once more only for the plugins' sake
 
     def result(self, hit_eos: bool) -> Finished:
         return Finished(self.example, self.prompt, self.tokens, self.logprobs, hit_eos, self.values, self.flags)
+
+
+def prefill_groups(lengths: list[int], budget: int) -> list[list[int]]:
+    """Consecutive groups of prompts prefilled together, each at most `budget` padded tokens (rows x
+    longest prompt) unless one prompt alone is longer: a prefill's activations scale with its
+    padded tokens, and 16 prompts of 8k prefilled at once would hold more memory than their whole cache."""
+    groups: list[list[int]] = []
+    longest = 0
+    for i, length in enumerate(lengths):
+        if groups and (len(groups[-1]) + 1) * max(longest, length) <= budget:
+            groups[-1].append(i)
+            longest = max(longest, length)
+        else:
+            groups.append([i])
+            longest = length
+    return groups
+
+
+def pad_left(tensor: torch.Tensor, columns: int, value: int) -> torch.Tensor:
+    """`columns` new leading columns filled with `value` (the token history is left-aligned)."""
+    if columns <= 0:
+        return tensor
+    return torch.cat([tensor.new_full((tensor.shape[0], columns), value), tensor], dim=1)
 
 
 @dataclass
@@ -106,6 +131,8 @@ class Engine:
         self.record_fields = {plugin.name for plugin in self.plugins if plugin.in_record}
         self._hooks: ExitStack | None = None
         self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.attention = kvcache.attention_kind(model)
         self.table = table.to(self.device)
         self.width = max(1, int(width))
         self.max_new_tokens = max_new_tokens
@@ -127,8 +154,9 @@ class Engine:
 
     def _clear(self) -> None:
         self.slots: list[_Slot] = []
-        self.cache = None
-        self.history = torch.zeros(0, 0, dtype=torch.long, device=self.device)  # ids of the cache columns
+        self.admitted = 0
+        self.cache = kvcache.SlotCache(self.width)
+        self.history = torch.zeros(0, 0, dtype=torch.long, device=self.device)  # each row's ids, right-aligned
         self.lengths = torch.zeros(0, dtype=torch.long, device=self.device)
         self.next_tokens = torch.zeros(0, dtype=torch.long, device=self.device)
         self.example_idx = torch.zeros(0, dtype=torch.long, device=self.device)  # the example each row holds
@@ -136,16 +164,25 @@ class Engine:
         self.tracker = StepTracker(self.table, [], self.device)
         self.seen: torch.Tensor | None = None  # [rows, V] tokens each row has seen (repetition penalty)
 
+    def _drop(self, dead: list[int]) -> list[int]:
+        """Free the rows at `dead`: the last live rows move into their slots (one row copied per
+        freed slot, nothing else moves). Returns the new order, as old row numbers."""
+        live = len(self.slots) - len(dead)
+        gone = set(dead)
+        holes = [i for i in range(live) if i in gone]
+        tail = [i for i in range(live, len(self.slots)) if i not in gone]  # live rows past the new end
+        order = list(range(live))
+        for hole, source in zip(holes, tail):
+            order[hole] = source
+        self.cache.fill(list(zip(tail, holes)), live, [self.slots[i].length for i in tail])
+        self._keep(order)
+        return order
+
     def _keep(self, keep: list[int]) -> None:
-        """Keep these rows, in this order, in every piece of per-row state."""
+        """Keep these rows, in this order, in every piece of per-row state but the cache."""
         self.slots = [self.slots[i] for i in keep]
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
-        if keep:
-            kvcache.keep_rows(self.cache, index)
-            self.history = self.history.index_select(0, index)
-        else:  # nothing live: the next admission starts a new cache
-            self.cache = None
-            self.history = self.history.new_zeros(0, 0)
+        self.history = self.history.index_select(0, index) if keep else self.history.new_zeros(0, 0)
         self.lengths = self.lengths.index_select(0, index)
         self.next_tokens = self.next_tokens.index_select(0, index)
         self.example_idx = self.example_idx.index_select(0, index)
@@ -157,10 +194,9 @@ class Engine:
             plugin.keep(index)
 
     def _trim(self) -> None:
-        """Drop the leading cache columns that no live row uses any more."""
+        """Drop the leading history columns that no live row uses any more."""
         excess = self.history.shape[1] - max((slot.length for slot in self.slots), default=0)
         if self.slots and excess > 0:
-            kvcache.drop_left(self.cache, excess)
             self.history = self.history[:, excess:]
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -193,14 +229,15 @@ class Engine:
         logits = None
         if self.slots:
             logits = self._forward()
-            if any(slot.draining for slot in self.slots):
-                done += [slot.result(hit_eos=False) for slot in self.slots if slot.draining]
-                keep = [i for i, slot in enumerate(self.slots) if not slot.draining]
-                logits = logits[keep]
-                self._keep(keep)
+            dead = [i for i, slot in enumerate(self.slots) if slot.draining]
+            if dead:
+                drained = sorted((slot for slot in self.slots if slot.draining), key=lambda slot: slot.seq)
+                done += [slot.result(hit_eos=False) for slot in drained]
+                logits = logits[self._drop(dead)]
         fresh = [queue.popleft() for _ in range(min(self.width - len(self.slots), len(queue)))]
-        if fresh:
-            first = self._admit(fresh)
+        prompts = [self.prompt(ex) for ex in fresh]
+        for group in prefill_groups([len(p) for p in prompts], PREFILL_TOKENS):
+            first = self._admit([fresh[i] for i in group], [prompts[i] for i in group])
             logits = first if logits is None else torch.cat([logits, first], dim=0)
         if self.slots:
             done += self._choose(logits)
@@ -208,17 +245,19 @@ class Engine:
 
     def _forward(self) -> torch.Tensor:
         """One decoding step of every live row; returns the logits of the next token."""
-        columns = self.history.shape[1]
         feed = self.next_tokens[:, None]
-        mask = (torch.arange(columns + 1, device=self.device)[None, :] >= (columns - self.lengths)[:, None]).long()
+        columns = max(slot.length for slot in self.slots) + 1  # the longest row's cached tokens and its fed one
+        mask = kvcache.decoding_mask(self.lengths, columns, self.attention, self.dtype)
         self.history = torch.cat([self.history, feed], dim=1)
         starting = [i for i, slot in enumerate(self.slots) if slot.starts_step]
         for plugin in self.plugins:
             plugin.before_forward(self.tracker, starting)
+        self.cache.begin_step(self.lengths, columns)
         try:
             out = self.model(input_ids=feed, attention_mask=mask, position_ids=self.lengths[:, None], use_cache=True,
                              **{self._cache_kw: self.cache})
         finally:
+            self.cache.end_step()
             kept = [(plugin.name, plugin.after_forward()) for plugin in self.plugins]
         for name, pairs in kept:
             for i, value in pairs:
@@ -228,23 +267,25 @@ class Engine:
             slot.length += 1
         return out.logits[:, -1, :]
 
-    def _admit(self, examples: list[Example]) -> torch.Tensor:
-        """Prefill new examples (left-padded together), append their rows with fresh state, and
-        return the logits of their first token."""
-        prompts = [self.prompt(ex) for ex in examples]
+    def _admit(self, examples: list[Example], prompts: list[list[int]]) -> torch.Tensor:
+        """Prefill new examples (left-padded together, in a cache of their own), copy their keys and
+        values into free slots, append their rows with fresh state, and return the logits of their
+        first token."""
         ids, mask = left_pad(prompts, self.pad_id, self.device)
         cache = kvcache.new_cache(self.model)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                          use_cache=True, **{self._cache_kw: cache}, **self._prefill_kw)
         logits = out.logits[:, -1, :]
         total = max(self.history.shape[1], ids.shape[1])
-        self.history = torch.cat([kvcache.pad_left(self.history, total - self.history.shape[1], 1, self.pad_id),
-                                  kvcache.pad_left(ids, total - ids.shape[1], 1, self.pad_id)], dim=0)
-        self.cache = kvcache.append_rows(self.cache, cache)
-        self.lengths = torch.cat([self.lengths, torch.tensor([len(p) for p in prompts], device=self.device)])
-        self.next_tokens = torch.cat([self.next_tokens, torch.zeros(len(prompts), dtype=torch.long, device=self.device)])
+        self.history = torch.cat([pad_left(self.history, total - self.history.shape[1], self.pad_id),
+                                  pad_left(ids, total - ids.shape[1], self.pad_id)], dim=0)
+        lengths = [len(p) for p in prompts]
+        self.cache.admit(cache, lengths, capacity=max(lengths) + self.max_new_tokens)
+        self.lengths = torch.cat([self.lengths, torch.tensor(lengths, device=self.device)])
+        fresh_zeros = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
+        self.next_tokens = torch.cat([self.next_tokens, fresh_zeros])
         self.example_idx = torch.cat([self.example_idx, torch.tensor([ex.idx for ex in examples], device=self.device)])
-        self.generated = torch.cat([self.generated, torch.zeros(len(prompts), dtype=torch.long, device=self.device)])
+        self.generated = torch.cat([self.generated, fresh_zeros])
         self.tracker.extend(StepTracker(self.table, prompts, self.device))
         for plugin in self.plugins:
             plugin.admit(len(prompts))
@@ -254,7 +295,8 @@ class Engine:
                 seen[row, torch.tensor(prompt, dtype=torch.long, device=self.device)] = True
             self.seen = seen if self.seen is None else torch.cat([self.seen, seen], dim=0)
         for ex, prompt in zip(examples, prompts):
-            self.slots.append(_Slot(ex, prompt, len(prompt), {p.name: [] for p in self.plugins}))
+            self.slots.append(_Slot(ex, prompt, len(prompt), {p.name: [] for p in self.plugins}, seq=self.admitted))
+            self.admitted += 1
         return logits
 
     def _rows(self) -> RowContext:
@@ -293,7 +335,7 @@ class Engine:
         self.next_tokens = tokens
         self.generated = self.generated + 1
 
-        finished, keep = [], []
+        ended, dead = [], []
         for i, (slot, row) in enumerate(zip(self.slots, packet)):
             token, flags = int(row[0]), int(row[2])
             slot.tokens.append(token)
@@ -304,16 +346,15 @@ class Engine:
             if hit_eos or len(slot.tokens) >= self.max_new_tokens:
                 if self.final_feed and not hit_eos and starts_step:
                     slot.draining = slot.starts_step = True  # its last token starts a step: one more feed
-                    keep.append(i)
                 else:
-                    finished.append(slot.result(hit_eos))
+                    ended.append((slot, hit_eos))
+                    dead.append(i)
                 continue
             slot.starts_step = starts_step
             for column, name in named:
                 if not math.isnan(row[column]):
                     slot.values[name].append(row[column])  # e.g. a coefficient, applied when this token is fed
-            keep.append(i)
-        if len(keep) < len(self.slots):
-            self._keep(keep)
+        if dead:
+            self._drop(dead)
         self._trim()
-        return finished
+        return [slot.result(hit_eos) for slot, hit_eos in sorted(ended, key=lambda pair: pair[0].seq)]

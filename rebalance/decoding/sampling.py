@@ -6,13 +6,28 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
+import numpy as np
 import torch
 from transformers import LogitsProcessor
 
 
+def descending(scores: torch.Tensor) -> torch.Tensor:
+    """Each row's values, largest first. Only the values: on the CPU numpy's vectorised sort of them
+    takes a tenth of `torch.sort`, which also builds the permutation (3 vs 36 ms for 16 x 49k)."""
+    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
+        ranked = np.negative(scores.numpy())  # the one copy: sorted ascending in place, negated back
+        ranked.sort(axis=-1)
+        return torch.from_numpy(np.negative(ranked, out=ranked))
+    return torch.sort(scores, dim=-1, descending=True).values
+
+
 class ReleasedTopP(LogitsProcessor):
     """Temperature then the release's top-p rule (docs/method.md §9): keep tokens whose inclusive cumulative
-    mass stays within top_p, and always the most likely one (HF also keeps the crossing token)."""
+    mass stays within top_p, and always the most likely one (HF also keeps the crossing token).
+
+    The cut is a score: a row keeps every token scoring at least its last kept rank's score, so
+    tokens tied at the cut are kept together (a sort orders ties arbitrarily), and no permutation
+    is needed."""
 
     def __init__(self, temperature: float, top_p: float):
         self.temperature = temperature
@@ -22,12 +37,11 @@ class ReleasedTopP(LogitsProcessor):
         scores = scores / self.temperature
         if self.top_p >= 1.0:
             return scores
-        sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
-        cumulative = torch.softmax(sorted_scores, dim=-1).cumsum(dim=-1)
-        drop_sorted = cumulative > self.top_p
-        drop_sorted[:, 0] = False
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        return scores.masked_fill(drop, float("-inf"))
+        ranked = descending(scores)
+        cumulative = torch.softmax(ranked, dim=-1).cumsum(dim=-1)  # non-decreasing: the kept ranks are a prefix
+        kept = (cumulative <= self.top_p).sum(dim=-1, keepdim=True).clamp(min=1)
+        cut = ranked.gather(-1, kept - 1)
+        return scores.masked_fill(scores < cut, float("-inf"))
 
 
 # ---- sampling in one draw -------------------------------------------------------------------------
@@ -37,7 +51,7 @@ class ReleasedTopP(LogitsProcessor):
 
 # Named in the card of every sampled run: change it when a seed would draw other tokens, so a run
 # is not resumed across the change.
-SAMPLER = "inverse CDF at a hash of (seed, example idx, position) (v2)"
+SAMPLER = "inverse CDF at a hash of (seed, example idx, position), ties at the top-p cut kept (v3)"
 _WORD = 0xFFFFFFFF
 
 
