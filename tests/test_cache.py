@@ -77,6 +77,10 @@ def test_a_step_writes_each_row_at_its_own_column_and_reads_views():
     assert torch.equal(values, -keys)
     with pytest.raises(RuntimeError, match="outside a decoding step"):
         cache.update(new, -new, 1)
+    cache.begin_step(torch.tensor([2, 3]), columns=4)
+    with pytest.raises(RuntimeError, match="one token a row a step, got 2"):
+        cache.update(new.expand(2, HEADS, 2, DIM), -new.expand(2, HEADS, 2, DIM), 1)
+    cache.end_step()
     with pytest.raises(RuntimeError, match="column 64 of a 64-column cache"):
         cache.begin_step(torch.tensor([2, 3]), columns=65)
 

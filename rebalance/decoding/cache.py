@@ -96,6 +96,8 @@ class SlotCache(Cache):
         attention reads, as views of the slots."""
         if self._positions is None:
             raise RuntimeError("SlotCache.update outside a decoding step (the engine calls begin_step first)")
+        if key_states.shape[-2] != 1:
+            raise RuntimeError(f"SlotCache takes one token a row a step, got {key_states.shape[-2]}")
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         rows = self._row_index[keys.device][: self.rows]  # a model split over devices: each layer's own
         positions = self._positions.to(keys.device)
