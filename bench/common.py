@@ -23,16 +23,18 @@ def bench_problems(count: int, seed: int = 0) -> list[str]:
     return [make_problem(rng)["problem"] for _ in range(count)]
 
 
-def plain_generate(model, tokenizer, problems, new_tokens, eos_ids, extra=(), suppress_eos=True, **sampling):
+SAMPLING = dict(temperature=0.7, top_p=0.95)  # the paper's sampled decoding
+
+
+def plain_generate(model, tokenizer, problems, new_tokens, eos_ids, extra=(), **sampling):
     """Plain HF `generate` (greedy unless `sampling` says otherwise), EOS forbidden so every row
     decodes exactly `new_tokens` (`extra`: more logits processors, the same ones the compared
     method gets)."""
     prompts = [prompt_ids(tokenizer, p) for p in problems]
     ids, mask = left_pad(prompts, tokenizer.pad_token_id, next(model.parameters()).device)
-    processors = [SuppressTokens(eos_ids)] if suppress_eos else []
     with torch.inference_mode():
-        return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
-                              do_sample=bool(sampling), min_new_tokens=0, logits_processor=[*processors, *extra],
+        return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=bool(sampling),
+                              min_new_tokens=0, logits_processor=[SuppressTokens(eos_ids), *extra],
                               pad_token_id=tokenizer.pad_token_id, eos_token_id=list(eos_ids), **sampling)
 
 

@@ -29,8 +29,8 @@ import platform
 import time
 
 import torch
-from common import bench_problems, plain_generate, tokens_per_second
-from ragged import RowLengths, StaticLengths, longtail_lengths, useful
+from common import SAMPLING, bench_problems, plain_generate, tokens_per_second
+from ragged import RowLengths, longtail_lengths, static_batches
 from transformers import LogitsProcessor
 
 from rebalance.calibration import released
@@ -129,7 +129,6 @@ def measure(args) -> dict:
     setup = SteeringSetup(vector, site_index(num_residual_sites(model), layer, "input"), "dynamic", -1.0,
                           ControlFunction(**constants))
     examples = lambda ps: [Example(i, p, "", {}) for i, p in enumerate(ps)]  # noqa: E731
-    sampling = dict(temperature=0.7, top_p=0.95)
     methods = {
         "plain": lambda ps, n: plain_generate(model, tokenizer, ps, n, eos, extra=shaping()[1:]),
         "steered": lambda ps, n: steer_batch(model, tokenizer, table, examples(ps), setup, n, processors=shaping()),
@@ -137,9 +136,9 @@ def measure(args) -> dict:
                                                rows_device="cpu"),
     }
     sampled = {
-        "plain": lambda ps, n: plain_generate(model, tokenizer, ps, n, eos, extra=shaping()[1:], **sampling),
+        "plain": lambda ps, n: plain_generate(model, tokenizer, ps, n, eos, extra=shaping()[1:], **SAMPLING),
         "steered": lambda ps, n: steer_batch(model, tokenizer, table, examples(ps), setup, n, processors=shaping(),
-                                             seed=0, **sampling),
+                                             seed=0, **SAMPLING),
     }
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     bandwidth = copy_bandwidth(args.device, max(weight_bytes, 64 << 20))
@@ -160,16 +159,17 @@ def measure(args) -> dict:
             tok_s = tokens_per_second(lambda ps: run(ps, new_tokens), problems, batch, new_tokens)
             rows.append(row(setting, name, batch, tok_s, context))
 
+    def mean_prompt(problems) -> float:
+        return sum(len(prompt_ids(tokenizer, p)) for p in problems) / len(problems)
+
     rows = []
     batches = [int(b) for b in args.batches.split(",")]
     for batch in batches:
         problems = bench_problems(batch, seed=batch)
-        prompt = sum(len(tokenizer(p).input_ids) for p in problems) / batch
+        prompt = mean_prompt(problems)
         timed("greedy", methods, problems, batch, args.new_tokens, prompt + args.new_tokens / 2)
         print(f"batch {batch} done", flush=True)
-    widest = batches[-1]
-    problems = bench_problems(widest, seed=widest)
-    prompt = sum(len(tokenizer(p).input_ids) for p in problems) / widest
+    widest = batches[-1]  # the last greedy batch's problems and prompt length serve the rows below
     timed("sampled", sampled, problems, widest, args.new_tokens, prompt + args.new_tokens / 2)
     rows.extend(ragged_rows(model, tokenizer, table, setup, widest, args, row, prompt))
     long_batch, rng = min(16, widest), torch.Generator().manual_seed(0)
@@ -191,7 +191,7 @@ def measure(args) -> dict:
 def ragged_rows(model, tokenizer, table, setup, width: int, args, row, prompt: float) -> list[dict]:
     """A long-tailed queue of 4 x width examples: plain `generate` in static batches of `width`
     (each batch runs until its longest row ends) against the steered engine refilling slots."""
-    count, limit, eos_id = 4 * width, args.new_tokens, table.eos_ids[0]
+    count, limit = 4 * width, args.new_tokens
     lengths = longtail_lengths(count, limit, seed=width)
     problems = bench_problems(count, seed=count)
     boundary = tokenizer.convert_tokens_to_ids("ĊĊ")
@@ -199,15 +199,10 @@ def ragged_rows(model, tokenizer, table, setup, width: int, args, row, prompt: f
     for name in ("plain", "steered"):
         start, tokens = time.perf_counter(), 0
         if name == "plain":
-            for first in range(0, count, width):
-                batch = problems[first:first + width]
-                width_ids = max(len(prompt_ids(tokenizer, p)) for p in batch)
-                force = StaticLengths(lengths[first:first + width], width_ids, eos_id)
-                ids = plain_generate(model, tokenizer, batch, limit, table.eos_ids, suppress_eos=False,
-                                     extra=[BoundaryEvery(boundary, args.boundary_every), force])
-                tokens += sum(useful(r, set(table.eos_ids)) for r in ids[:, width_ids:].tolist())
+            tokens, _ = static_batches(model, tokenizer, problems, width, limit, lengths, table.eos_ids,
+                                       extra=[BoundaryEvery(boundary, args.boundary_every)])
         else:
-            force = RowLengths(lengths, eos_id)
+            force = RowLengths(lengths, table.eos_ids[0])
             done = steer_stream(model, tokenizer, table, [Example(i, p, "", {}) for i, p in enumerate(problems)],
                                 setup, limit, processors=[BoundaryEvery(boundary, args.boundary_every), force],
                                 width=width)

@@ -24,8 +24,8 @@ import subprocess
 import sys
 import time
 
-import common  # noqa: F401  (puts the repository on sys.path)
 import torch
+from common import SAMPLING  # (importing common puts the repository on sys.path)
 from transformers import AutoTokenizer, LogitsProcessor, Qwen2Config, Qwen2ForCausalLM
 
 from rebalance.decoding.engine import Engine, RowAwareProcessor
@@ -106,28 +106,28 @@ def worker(method: str, context: int, steps: int, rows: int, sampled: bool) -> d
     stamps = (RowStamps if method == "engine" else Stamps)(table.eos_ids, steps)
     generator = torch.Generator().manual_seed(1)
     prompts = torch.randint(1000, len(tokenizer), (rows, context), generator=generator)
-    shaping = dict(do_sample=True, temperature=0.7, top_p=0.95) if sampled else dict(do_sample=False)
+    sampling = SAMPLING if sampled else {}
     held_bytes()
     reset_peak()
     with torch.inference_mode():
         if method == "engine":
             engine = Engine(model, tokenizer, table, prompt=lambda ex: prompts[ex.idx].tolist(), width=rows,
-                            max_new_tokens=steps, processors=[stamps], temperature=0.7 if sampled else 0.0,
-                            top_p=0.95 if sampled else 1.0)
+                            max_new_tokens=steps, processors=[stamps], **sampling)
             done = list(engine.run([Example(i, "", "", {}) for i in range(rows)]))
             assert all(len(d.tokens) == steps for d in done)
         else:
             extra = {"cache_implementation": "static"} if method == "static" else {}
             model.generate(input_ids=prompts.to(device), attention_mask=torch.ones_like(prompts).to(device),
                            max_new_tokens=steps, min_new_tokens=0, logits_processor=[stamps],
-                           pad_token_id=tokenizer.pad_token_id, **shaping, **extra)
+                           pad_token_id=tokenizer.pad_token_id, do_sample=sampled, **sampling, **extra)
     if device == "cuda":
         torch.cuda.synchronize()
     # the memory probe runs after the last stamp, so it is in no interval
     step_ms = 1000 * (stamps.times[-1] - stamps.times[0]) / (len(stamps.times) - 1)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    plan = MemoryPlan(width=rows, columns=context + steps, per_token=kv_bytes_per_token(model.config, 4),
-                      vocab=model.config.vocab_size, weights=weights, available=0)
+    per_token = kv_bytes_per_token(model.config, model.dtype.itemsize)
+    plan = MemoryPlan(width=rows, columns=context + steps, per_token=per_token, vocab=model.config.vocab_size,
+                      weights=weights, available=0)
     peak = peak_bytes()
     return {"step_ms": step_ms, "peak": peak - base, "decoding": stamps.rss - base, "planned": plan.cache + weights}
 

@@ -102,6 +102,25 @@ def useful(ids, eos_ids) -> int:
     return len(ids)
 
 
+def static_batches(model, tokenizer, problems, width: int, limit: int, lengths, eos_ids, extra=()) -> tuple[int, int]:
+    """Plain `generate` over `problems` in static batches of `width`, example i ending with EOS as
+    its lengths[i]-th token (lengths None: wherever the model writes EOS; `extra`: processors run
+    before the forcing). Returns the useful tokens and the decoding steps."""
+    tokens, steps, eos = 0, 0, set(eos_ids)
+    for first in range(0, len(problems), width):
+        prompts = [prompt_ids(tokenizer, p) for p in problems[first:first + width]]
+        ids, mask = left_pad(prompts, tokenizer.pad_token_id, model.device)
+        force = [StaticLengths(lengths[first:first + width], ids.shape[1], eos_ids[0])] if lengths else []
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=limit, do_sample=False,
+                                 logits_processor=[*extra, *force], pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=list(eos_ids))
+        generated = out[:, ids.shape[1]:].tolist()
+        tokens += sum(useful(row, eos) for row in generated)
+        steps += len(generated[0])
+    return tokens, steps
+
+
 def worker(method: str, workload: str, scale: int) -> dict:
     """One measurement; runs in its own process."""
     model_name, count, width, limit = WORKLOADS[workload]
@@ -109,7 +128,6 @@ def worker(method: str, workload: str, scale: int) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = random_model(device) if model_name == "random" else load_model(model_name, device)
     table = make_table(model, tokenizer)
-    eos = set(table.eos_ids)
     problems = bench_problems(count, seed=1)
     lengths = longtail_lengths(count, limit) if workload == "longtail" else None
     # warm-up (allocator, kernels), outside the timing
@@ -117,19 +135,7 @@ def worker(method: str, workload: str, scale: int) -> dict:
     Engine(model, tokenizer, table, prompt=prompt, width=2, max_new_tokens=4).run([Example(0, problems[0], "", {})]).__next__()
     start = time.perf_counter()
     if method == "plain":
-        tokens, steps = 0, 0
-        for first in range(0, count, width):
-            batch = problems[first:first + width]
-            prompts = [prompt_ids(tokenizer, p) for p in batch]
-            ids, mask = left_pad(prompts, tokenizer.pad_token_id, model.device)
-            extra = [StaticLengths(lengths[first:first + width], ids.shape[1], table.eos_ids[0])] if lengths else []
-            with torch.inference_mode():
-                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=limit, do_sample=False,
-                                     logits_processor=extra, pad_token_id=tokenizer.pad_token_id,
-                                     eos_token_id=list(eos))
-            generated = out[:, ids.shape[1]:].tolist()
-            tokens += sum(useful(row, eos) for row in generated)
-            steps += len(generated[0])
+        tokens, steps = static_batches(model, tokenizer, problems, width, limit, lengths, table.eos_ids)
     else:
         extra = [RowLengths(lengths, table.eos_ids[0])] if lengths else []
         engine = Engine(model, tokenizer, table, prompt=prompt, width=width, max_new_tokens=limit, processors=extra)
