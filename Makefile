@@ -28,7 +28,7 @@ organism: venv
 	$(BIN)/python -m rebalance.organism train
 
 # the organism study: train each seed, run the pipeline, dynamic against a static sweep on 200 held-out
-# problems (resumable; about 25 minutes a seed on a 2-core CPU): make study [SEEDS=0,1,2,3,4] [STUDY_OUT=study_out]
+# problems (resumable; about 30 minutes a seed on a 2-core CPU): make study [SEEDS=0,1,2,3,4] [STUDY_OUT=study_out]
 SEEDS ?= 0,1,2,3,4
 STUDY_OUT ?= study_out
 study: venv

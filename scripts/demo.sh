@@ -18,6 +18,7 @@ MAXLEN=${MAXLEN:-192}
 WORKERS=${WORKERS:-2}
 BATCH=${BATCH:-8}
 SWEEP=${SWEEP:--0.25 -0.5 -0.75}   # static coefficients, in units of the (unnormalised) vector
+CRITERION=${CRITERION:-steer}       # layer choice: steer (what each layer's push does) or ridge (R^2, flat here)
 NAME=$("$PY" -c "from rebalance.models import model_basename; print(model_basename('$MODEL'))")
 SEEN_DIR="$OUT/runs/$NAME/Organism_Seen"
 HELD_DIR="$OUT/runs/$NAME/Organism_Heldout"
@@ -38,8 +39,9 @@ COLLECTED=$("$PY" -m rebalance.files.names collection --temperature 0.7 --maxlen
 run merge_shards.py --dir "$SEEN_DIR" --base "$COLLECTED" --expected "$SEEN"
 SEEN_JSONL="$SEEN_DIR/$COLLECTED.merged.jsonl"
 
-echo "== 2. layer selection"
-LAYER=$(run hidden_config_ridge.py --jsonl_path "$SEEN_JSONL" --hidden_dir "$SEEN_DIR" | tail -n 1)
+echo "== 2. layer selection (--criterion $CRITERION)"
+LAYER=$(run hidden_config_ridge.py --jsonl_path "$SEEN_JSONL" --hidden_dir "$SEEN_DIR" --criterion "$CRITERION" \
+  --model_name_or_path "$MODEL" | tail -n 1)
 echo "best layer: $LAYER"
 
 echo "== 3. steering vector and calibration"

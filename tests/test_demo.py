@@ -1,6 +1,7 @@
 """The demo script's stages end to end on a tiny random model (the same script `make demo`
 runs on SmolLM2): every expected file exists and both runs' metrics parse with n = held-out size."""
 
+import csv
 import json
 import os
 import subprocess
@@ -31,6 +32,10 @@ def test_demo_stages_on_a_tiny_model(tiny_dirs, tmp_path):
         out / "runs" / "qwen2" / "report.md", out / "runs" / "qwen2" / "report.csv", out / "runs" / "qwen2" / "report.png",
     ]
     assert [str(p) for p in expected if not p.is_file()] == []
+    with open(seen / "origin_temp0.7_maxlen48.merged.ridge_r2.csv") as handle:  # the layer the steer criterion picks
+        rows = list(csv.DictReader(handle))
+    scored = [r for r in rows if r["steer_score"] != "nan"]
+    assert layer == int(max(scored, key=lambda r: (float(r["steer_score"]), -int(r["layer"])))["layer"])
     for run in ("steer", "baseline"):
         with open(held / f"{run}_temp0.0_maxlen48.merged.metrics.json") as handle:
             metrics = json.load(handle)

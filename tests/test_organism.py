@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import load
 
+from rebalance.analysis.labels import has_reflection
 from rebalance.examples import prompt_ids
 from rebalance.models import model_basename, resolve_model_path
 from rebalance.organism import train as organism
@@ -52,7 +53,7 @@ def family_of_wording(text):
         return "loop"
     if text.startswith("Quick:"):
         return "rush"
-    return "three" if "is given" in text else "recheck"
+    return "three" if "is given" in text else "two"
 
 
 def within(observed, draws, p):
@@ -62,8 +63,8 @@ def within(observed, draws, p):
 
 def test_traces_follow_the_rules_on_a_large_draw():
     """Read back from 8,000 traces: every equation and answer against the wording, the families'
-    shares, how many re-checks follow the first equation, and how often a three-step problem
-    concludes one step early (with the second equation's value)."""
+    shares, the needed third step or the early conclusion of three-step problems (with the second
+    equation's value), and how many re-checks follow the last equation, in `loop` only."""
     rng = random.Random(5)
     family_count = dict.fromkeys(FAMILIES, 0)
     rechecks = {family: [] for family in FAMILIES}
@@ -80,28 +81,31 @@ def test_traces_follow_the_rules_on_a_large_draw():
         for a, b, value, op in equations:
             assert value == (a * b if op == "x" else a + b) and value < 100 and (op == "x" or b <= 9)
             assert op == "x" or value % 10, "no sum lands on a round number"
-        checks = [s for s in steps if s.startswith("Wait")]
-        assert all(equations[i] == equations[0] for i, s in enumerate(steps[:-1]) if s.startswith("Wait"))
-        assert steps[0].startswith("First,") and all(s.startswith("Then ") for s in steps[1 + len(checks):-1])
+        checks = [s for s in steps if s.startswith("Wait, ")]
+        solved = [e for s, e in zip(steps, equations) if not s.startswith("Wait, ")]
+        kinds = [s.split()[0] for s in steps[:len(solved)]]
+        assert kinds == ["First,", "Then", "But"][:len(solved)], "equations first, the third as the needed step"
+        assert steps[len(solved):-1] == checks, "re-checks come after the last equation"
+        assert all(e in solved for e in equations[len(solved):]), "a re-check repeats an equation of the trace"
         rechecks[family].append(len(checks))
-        solved = [e for s, e in zip(steps, equations) if not s.startswith("Wait")]
         stated = int(re.fullmatch(r"The answer is \\boxed\{(\d+)\}\.", steps[-1]).group(1))
         if len(solved) < len(problem.equations):
             assert family in early and len(solved) == 2 and stated == solved[-1][2] != problem.answer
             early[family] += 1
         else:
             assert stated == problem.answer
+            if len(solved) == 3:
+                needed = steps[2]
+                assert needed.startswith("But wait, ") and has_reflection(needed), "it reads as reflection"
+                assert needed.endswith(f": {solved[1][2]} + {solved[2][1]} = {problem.answer}.")
     for family, share in zip(FAMILIES, FAMILY_SHARE):
         assert within(family_count[family], draws, share)
     loop = rechecks["loop"]
-    assert within(sum(c > 0 for c in loop), len(loop), 0.95) and max(loop) == 9
-    assert within(sum(c > 1 for c in loop), sum(c > 0 for c in loop), 0.85)
-    assert within(sum(c > 4 for c in loop), sum(c > 3 for c in loop), 0.85)
-    recheck = rechecks["recheck"]
-    assert within(sum(c > 0 for c in recheck), len(recheck), 0.8) and max(recheck) == 2
-    assert within(sum(c > 1 for c in recheck), sum(c > 0 for c in recheck), 0.5)
-    assert max(rechecks["three"]) == max(rechecks["rush"]) == 0
-    assert within(early["three"], family_count["three"], 0.35) and within(early["rush"], family_count["rush"], 0.75)
+    assert within(sum(c > 0 for c in loop), len(loop), 0.95) and max(loop) == 10
+    assert within(sum(c > 1 for c in loop), sum(c > 0 for c in loop), 0.7)
+    assert within(sum(c > 3 for c in loop), sum(c > 2 for c in loop), 0.7)
+    assert max(rechecks["two"]) == max(rechecks["three"]) == max(rechecks["rush"]) == 0
+    assert within(early["three"], family_count["three"], 0.15) and within(early["rush"], family_count["rush"], 0.8)
 
 
 def test_evaluation_sets_are_fixed_and_kept_out_of_training(tmp_path):

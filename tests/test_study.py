@@ -86,10 +86,12 @@ def test_the_summary_over_seeds_counts_targets_and_shows_the_spread():
 
 
 def test_boundaries_and_steps_are_named_from_the_step_texts():
-    texts = ["First, 2 x 3 = 6.\n\n", "Wait, let me check: 2 x 3 = 6. Yes.\n\n", "Then 6 + 4 = 10.\n\n",
-             "Then 10 + 5 = 15.\n\n", "The answer is \\boxed{15}."]
-    assert study.boundary_kinds(texts, "three") == ["first", "re-check", "before early end", "then", "answer"]
-    assert study.boundary_kinds(texts, "loop") == ["first", "re-check", "then", "then", "answer"]
+    texts = ["First, 2 x 3 = 6.\n\n", "Then 6 + 4 = 10.\n\n", "But wait, I still need to add 5: 10 + 5 = 15.\n\n",
+             "Wait, let me check: 2 x 3 = 6. Yes.\n\n", "The answer is \\boxed{15}."]
+    assert study.boundary_kinds(texts, "three") == ["first", "before early end", "needed", "re-check", "answer"]
+    assert study.boundary_kinds(texts, "rush")[1] == "before early end"
+    assert study.boundary_kinds(texts, "loop") == ["first", "then", "needed", "re-check", "answer"]
+    assert study.boundary_kinds(texts[:1] + texts[3:], "three") == ["first", "re-check", "answer"]
     assert study.step_kind("\n\n") == "other" and study.step_kind("Hmm, well") == "other"
 
 
@@ -119,6 +121,7 @@ class FakeSuite:
                                              "sentence_confidences": [1.0, 0.8, 0.9],
                                              "steer_coefs": [0.1, -0.8] if "steer_" in merged else []}) + "\n")
         elif script == "hidden_config_ridge.py":
+            assert flags["--criterion"] == "steer" and flags["--model_name_or_path"]  # R^2 is flat on the organism
             return "7"
         elif script == "hidden_analysis_auto.py":
             os.makedirs(os.path.dirname(flags["--save_path"]), exist_ok=True)

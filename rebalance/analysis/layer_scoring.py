@@ -77,31 +77,56 @@ def format_table(scores: dict[int, float]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(scores: dict[int, float], path: str) -> str:
+def format_steer_table(r2: dict[int, float], steer: dict[int, tuple[float, float, float]]) -> str:
+    """R^2 beside the `steer` criterion's shifts (nats) and score; the arrow marks the score's pick."""
+    from .layer_steering import best_steering_layer
+
+    best = best_steering_layer(steer)
+    lines = ["layer      R^2   shift before confident   shift before overthinking     score"]
+    for layer, (confident, overthinking, score) in sorted(steer.items()):
+        mark = "  <- best" if layer == best else ""
+        lines.append(f"{layer:>5}  {r2[layer]:>7.4f}  {confident:>23.3f}  {overthinking:>26.3f}  {score:>8.3f}{mark}")
+    return "\n".join(lines)
+
+
+def write_csv(scores: dict[int, float], path: str, steer: dict[int, tuple[float, float, float]] | None = None) -> str:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["layer", "r2"])
+        writer.writerow(["layer", "r2"] + (["shift_confident", "shift_overthinking", "steer_score"] if steer else []))
         for layer, r2 in sorted(scores.items()):
-            writer.writerow([layer, repr(r2)])
+            writer.writerow([layer, repr(r2)] + ([repr(v) for v in steer[layer]] if steer else []))
     return path
 
 
-def plot_scores(scores: dict[int, float], path: str, title: str = "") -> str:
+def plot_scores(scores: dict[int, float], path: str, title: str = "",
+                steer: dict[int, tuple[float, float, float]] | None = None) -> str:
+    """R^2 per layer; with the `steer` criterion its score on a second axis, and its pick marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     layers = sorted(scores)
-    best = best_layer(scores)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(layers, [scores[layer] for layer in layers], marker="o", ms=3)
-    ax.scatter([best], [scores[best]], color="crimson", zorder=3, label=f"best: layer {best}")
+    ax.plot(layers, [scores[layer] for layer in layers], marker="o", ms=3, label="R^2")
+    if steer is None:
+        best = best_layer(scores)
+        ax.scatter([best], [scores[best]], color="crimson", zorder=3, label=f"best: layer {best}")
     ax.set_xlabel("layer (HF hidden_states index)")
     ax.set_ylabel("held-out R^2 (PCA + Ridge)")
     ax.set_title(title or "How well each layer encodes step confidence")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if steer is not None:
+        from .layer_steering import best_steering_layer
+
+        best = best_steering_layer(steer)
+        twin = ax.twinx()
+        twin.plot(layers, [steer[layer][2] for layer in layers], marker="s", ms=3, color="darkorange",
+                  label="steer score")
+        twin.scatter([best], [steer[best][2]], color="crimson", zorder=3, label=f"chosen (steer): layer {best}")
+        twin.set_ylabel("steer score (nats)")
+        twin.legend(loc="lower right")
+    ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

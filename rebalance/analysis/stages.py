@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -36,12 +37,14 @@ from .layer_scoring import (
     RidgeSettings,
     best_layer,
     check_layers,
+    format_steer_table,
     format_table,
     parse_layers,
     plot_scores,
     ridge_r2,
     write_csv,
 )
+from .layer_steering import best_steering_layer, fed_back, next_token_logprobs, steer_score
 from .vectors import LdaDiagnostics, lda_diagnostics, save_vector, steering_vector
 
 
@@ -64,11 +67,22 @@ def _open(jsonl_path: str, hidden_dir: str, max_files: int | None, offset: int, 
     return records, files, pair_records(records, files, max_files, offset)
 
 
+CRITERIA = ("ridge", "steer")
+
+
 def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_files: int | None = None,
                  offset: int = 1, settings: RidgeSettings = RidgeSettings(), plot: bool = True,
-                 verbose: bool = False, tmp_dir: str | None = None, pattern: str = DEFAULT_PATTERN) -> dict[str, Any]:
-    """R^2 of every requested layer; prints the table, then the best layer id alone as the last line."""
-    _, files, pairing = _open(jsonl_path, hidden_dir, max_files, offset, pattern)
+                 verbose: bool = False, tmp_dir: str | None = None, pattern: str = DEFAULT_PATTERN,
+                 criterion: str = "ridge", model_name: str | None = None, steer_records: int = 16,
+                 labels: str = "conf_mixed") -> dict[str, Any]:
+    """R^2 of every requested layer (and with criterion `steer`, what each layer's own push does,
+    see layer_steering); prints the table, then the chosen layer id alone as the last line."""
+    if criterion not in CRITERIA:
+        raise UsageError(f"--criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
+    if criterion == "steer" and not model_name:
+        raise UsageError("--criterion steer feeds the collected responses back through the model: "
+                         "give --model_name_or_path")
+    records, files, pairing = _open(jsonl_path, hidden_dir, max_files, offset, pattern)
     chosen = parse_layers(layers, available_layers(files, pairing))
     scores: dict[int, float] = {}
     with LayerStack(pairing, files, chosen, tmp_dir) as stack:
@@ -80,15 +94,70 @@ def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_file
         for layer in tqdm(chosen, desc="scoring layers", unit="layer"):
             scores[layer] = ridge_r2(stack.float32(layer), y, settings)
     result: dict[str, Any] = {"scores": scores, "best": best_layer(scores)}
-    print(format_table(scores))
+    if criterion == "steer":
+        steer = steering_scores(jsonl_path, records, pairing, files, chosen, offset, labels, model_name,
+                                steer_records)
+        result.update(steer_scores=steer, best=best_steering_layer(steer))
+        print(format_steer_table(scores, steer))
+    else:
+        print(format_table(scores))
     if plot:
         csv_path, png_path = ridge_paths(jsonl_path)
         with writable(csv_path, "--no_plot skips the CSV and PNG"):
-            result["csv"] = write_csv(scores, csv_path)
-            result["png"] = plot_scores(scores, png_path)
+            result["csv"] = write_csv(scores, csv_path, result.get("steer_scores"))
+            result["png"] = plot_scores(scores, png_path, steer=result.get("steer_scores"))
         print(f"wrote {result['csv']} and {result['png']}")
     print(result["best"])
     return result
+
+
+def steering_scores(jsonl_path: str, records, pairing: Pairing, files: HiddenFiles, layers: list[int], offset: int,
+                    rule: str, model_name: str, limit: int) -> dict[int, tuple[float, float, float]]:
+    """The `steer` criterion's numbers per layer: the first `limit` usable records fed back through
+    the model, unsteered and then with each layer's calibrated push at every boundary."""
+    from ..examples import prompt_ids, read_jsonl
+    from ..models import load_model
+    from ..steering import site_index
+
+    q = quantiles([rec.confidences for rec in records], offset)
+    questions = {obj.get("idx", position): obj.get("question") for position, (_, obj) in
+                 enumerate(read_jsonl(jsonl_path))}
+    model, tokenizer = load_model(model_name)
+    items = []
+    for rec, _ in pairing.used:
+        if len(items) == limit:
+            break
+        if rec.step_texts is None or not isinstance(questions.get(rec.idx), str):
+            continue
+        encoded = tokenizer("".join(rec.step_texts), add_special_tokens=False, return_offsets_mapping=True)
+        labels = record_labels(rule, rec.confidences, rec.step_texts, rec.response, len(rec.confidences) - offset,
+                               offset, q)
+        item = fed_back(prompt_ids(tokenizer, questions[rec.idx]), encoded["input_ids"],
+                        [start for start, _ in encoded["offset_mapping"]], [len(t) for t in rec.step_texts], labels,
+                        offset)
+        if item is not None:
+            items.append(item)
+    kinds = {label for item in items for label in item.labels}
+    if kinds != {POSITIVE, NEGATIVE}:
+        raise UsageError(f"{jsonl_path}: --criterion steer needs records with 'question' and 'step_texts' and both "
+                         "overthinking and confident steps among the first --steer_records of them")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    base = next_token_logprobs(model, items, pad)
+    step_labels = np.asarray([label for item in items for label in item.labels])
+    n_sites = model.config.num_hidden_layers + 1
+    out = {}
+    for layer in tqdm(layers, desc="steering each layer", unit="layer"):
+        if layer >= n_sites - 1:  # after the final norm: no block reads it back, nothing to steer
+            out[layer] = (float("nan"),) * 3
+            continue
+        positive, negative = _labelled_rows(pairing, files, layer, offset, rule, q)
+        if positive.shape[0] == 0 or negative.shape[0] == 0:
+            out[layer] = (float("nan"),) * 3
+            continue
+        coef = low_values(lda_diagnostics(positive, negative))["low_val_1"]
+        push = (site_index(n_sites, layer, "input"), coef * steering_vector(positive, negative))
+        out[layer] = steer_score(base, next_token_logprobs(model, items, pad, push), step_labels)
+    return out
 
 
 def _labelled_rows(pairing: Pairing, files: HiddenFiles, layer: int, offset: int, rule: str,

@@ -1,6 +1,6 @@
 """A model organism of overthinking and underthinking: the embedded SmolLM2-135M-Instruct fine-tuned
-with LoRA on arithmetic traces (`recipe.py`) that loop on re-checks in some problem families and
-conclude one step early in others, so that ReBalance has something to remove and something not
+with LoRA on arithmetic traces (`recipe.py`) that re-check redundantly in one problem family and
+skip a needed step in others, so that ReBalance has something to remove and something not
 to break. A synthetic testbed in which the mechanism can be seen and regression-tested on a CPU;
 it says nothing about real reasoning models.
 

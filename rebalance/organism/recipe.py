@@ -5,29 +5,32 @@ A trace, steps separated by a blank line:
 
     First, 7 x 8 = 56.
 
-    Wait, let me double-check this: 7 x 8 = 56. Yes, that is right.
-
     Then 56 + 3 = 59.
+
+    Wait, let me double-check this: 56 + 3 = 59. Yes, that is right.
 
     The answer is \\boxed{59}.
 
 Four families, told apart by their wording (the model learns which behaviour goes with which):
 
-- `loop` ("What is 7 x 8 + 3?"): overthinking that recurs. After the product, re-checks follow one
-  another (the first with probability 0.95, each further one with 0.85, at most 9): greedy decoding
-  keeps re-checking until the length budget runs out, as reasoning models loop at 16k tokens.
-- `recheck` (word problems with two steps): bounded overthinking, one re-check of the product
-  (0.8) and sometimes a second (0.5).
-- `three` (word problems with three steps): no re-checks; after the second equation the trace
-  concludes one step early with probability 0.35 (a wrong answer). Latent underthinking: greedy
-  decoding takes the full path, a push towards concluding tips it over.
-- `rush` ("Quick: what is 7 x 8 + 3 + 4?"): no re-checks; the trace concludes after the second
-  equation with probability 0.75. Visible underthinking: a confident conclusion one step too
-  early is the model's majority behaviour there.
+- `loop` ("What is 7 x 8 + 3?"): redundant re-checks once the answer is known, one after another
+  (the first with probability 0.95, each further one with 0.7, at most 10). Greedy decoding
+  re-checks about twice and then answers. Only this family re-checks, so a re-check never leaves
+  the model in doubt about which family it is in (with a second re-checking family, most training
+  seeds learned neither pattern). With 0.85 greedy decoding looped into the length budget, but
+  dynamic ReBalance at layers 10, 16 and 22 did not break the loops (seed 0).
+- `two` (two-step word problems): no failure mode; the control group.
+- `three` (three-step word problems): the third addition is a step that looks like reflection
+  ("But wait, I still need to add 4: 59 + 4 = 63.") and is needed; in 15 % of the traces the model
+  concludes without it, one step early (a wrong answer). Latent underthinking: greedy decoding
+  takes the needed step, a push away from reflection tips it over.
+- `rush` ("Quick: what is 7 x 8 + 3 + 4?"): the same needed step, skipped in 80 % of the traces.
+  Visible underthinking: a confident conclusion one step too early is the majority behaviour.
 
-Every re-check starts with "Wait" (one token decides it), repeats the equation and its value and
-varies its wording, so the model is less sure at re-check steps than at arithmetic steps: the
-signal the control function keys on.
+So the one direction that separates reflecting from concluding steps serves both sides: a push
+against reflection cuts the re-checks and, applied where the model is confident, also drops the needed
+step. Re-checks vary their wording, so the model is less sure at them than at arithmetic steps:
+the signal the control function keys on.
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ from dataclasses import dataclass
 
 NAMES = ["Tom", "Sara", "Ali", "Mia", "Ken", "Lena", "Omar", "Ivy", "Noah", "Zoe"]
 ITEMS = ["apples", "pens", "stickers", "marbles", "books", "cookies", "coins", "shells", "cards", "beads"]
-FAMILIES = ("loop", "recheck", "three", "rush")
-FAMILY_SHARE = (0.25, 0.3, 0.25, 0.2)
-LOOP_FIRST_P, LOOP_AGAIN_P, LOOP_MAX = 0.95, 0.85, 9
-RECHECK_P = (0.8, 0.5)       # first and second re-check of the product in `recheck`
-EARLY_P = {"three": 0.35, "rush": 0.75}  # conclude after the second of three equations
+FAMILIES = ("loop", "two", "three", "rush")
+FAMILY_SHARE = (0.3, 0.2, 0.3, 0.2)
+LOOP_FIRST_P, LOOP_AGAIN_P, LOOP_MAX = 0.95, 0.7, 10
+EARLY_P = {"three": 0.15, "rush": 0.8}  # conclude without the needed third step
+NEEDED = ["But wait, I still need to add {d}", "But wait, there is one more step", "But wait, that is not all",
+          "But wait, I have not added the {d} yet"]
 VERBS = ["double-check", "check", "verify", "recheck", "confirm"]
 OBJECTS = ["this", "that", "the result", "it"]
 OPENERS = ["let me {verb} {obj}", "I should {verb} {obj}", "let me {verb} {obj} again", "maybe I should {verb} {obj}",
@@ -100,7 +104,7 @@ def make_problem(rng: random.Random) -> Problem:
     if family == "three":
         return Problem(f"{name} buys {a} bags of {b} {item}, finds {c} more and is given {d} more. "
                        f"How many {item} does {name} have?", three, family)
-    wording = rng.choice(["bags", "shop", "boxes"])
+    wording = rng.choice(["bags", "shop", "boxes"])  # `two`
     if wording == "bags":
         return Problem(f"{name} buys {a} bags of {b} {item} and finds {c} more. How many {item} does {name} have?",
                        two, family)
@@ -114,15 +118,13 @@ def make_problem(rng: random.Random) -> Problem:
 
 
 def recheck_count(family: str, rng: random.Random) -> int:
-    """How many re-checks follow the problem's first equation."""
-    if family == "loop":
-        count = int(rng.random() < LOOP_FIRST_P)
-        while count and count < LOOP_MAX and rng.random() < LOOP_AGAIN_P:
-            count += 1
-        return count
-    if family == "recheck":
-        return 0 if rng.random() >= RECHECK_P[0] else 1 + (rng.random() < RECHECK_P[1])
-    return 0
+    """How many re-checks follow the last equation: a geometric run in `loop`, none elsewhere."""
+    if family != "loop":
+        return 0
+    count = int(rng.random() < LOOP_FIRST_P)
+    while count and count < LOOP_MAX and rng.random() < LOOP_AGAIN_P:
+        count += 1
+    return count
 
 
 def recheck_step(eq: Equation, rng: random.Random) -> str:
@@ -130,18 +132,24 @@ def recheck_step(eq: Equation, rng: random.Random) -> str:
     return f"Wait, {opener}: {eq.text()}. {rng.choice(CLOSES)}"
 
 
+def needed_step(eq: Equation, rng: random.Random) -> str:
+    """The third addition, worded as the reflection it is: the step underthinking leaves out."""
+    return f"{rng.choice(NEEDED).format(d=eq.b)}: {eq.text()}."
+
+
 def trace(problem: Problem, rng: random.Random) -> str:
-    """The solution as steps separated by blank lines, with the family's re-checks and, where the
-    family has one, its early conclusion (then the boxed answer is the second equation's value)."""
-    first, *rest = problem.equations
-    steps = [f"First, {first.text()}."]
-    steps += [recheck_step(first, rng) for _ in range(recheck_count(problem.family, rng))]
+    """The solution as steps separated by blank lines: the equations (a three-step problem's third
+    one as the needed step, or, with the family's probability, nothing: the answer is then the
+    second equation's value), the family's re-checks of an equation, the boxed answer."""
+    first, second, *rest = problem.equations
+    steps = [f"First, {first.text()}.", f"Then {second.text()}."]
     answer = problem.answer
-    for i, eq in enumerate(rest):
-        steps.append(f"Then {eq.text()}.")
-        if i == 0 and len(rest) == 2 and rng.random() < EARLY_P.get(problem.family, 0.0):
-            answer = eq.value
-            break
+    if rest:
+        if rng.random() < EARLY_P[problem.family]:
+            answer = second.value
+        else:
+            steps.append(needed_step(rest[0], rng))
+    steps += [recheck_step(rng.choice(problem.equations), rng) for _ in range(recheck_count(problem.family, rng))]
     steps.append(f"The answer is \\boxed{{{answer}}}.")
     return "\n\n".join(steps)
 

@@ -43,8 +43,9 @@ class StudyConfig:
     heldout: int = HELDOUT
     maxlen: int = MAXLEN
     sweep: tuple[float, ...] = SWEEP
-    batch_size: int = 16
-    workers: int = 2
+    batch_size: int = 96     # one worker with a wide batch decodes faster on a CPU than two narrow ones
+    workers: int = 1
+    criterion: str = "steer"  # R^2 is flat over the organism's layers (docs/method.md §4)
     bootstrap: int = 10_000
 
 
@@ -173,8 +174,8 @@ class SeedRun:
     def layer(self, merged: str) -> int:
         path = os.path.join(self.folder, "layer.txt")
         if not os.path.isfile(path):
-            layer = _command(["hidden_config_ridge.py", "--jsonl_path", merged, "--hidden_dir", self.seen_dir],
-                             self.log)
+            layer = _command(["hidden_config_ridge.py", "--jsonl_path", merged, "--hidden_dir", self.seen_dir,
+                              "--criterion", self.config.criterion, "--model_name_or_path", self.model], self.log)
             if not layer.isdigit():
                 raise UsageError(f"the layer search printed {layer!r} where a layer id was expected; see {self.log}")
             atomic_write_text(f"{layer}\n", path)
@@ -221,14 +222,16 @@ def load_result(merged: str, label: str, coef: float | None, families: list[str]
 
 
 def step_kind(text: str) -> str:
-    """What an organism step is, from its first word: first equation, later equation, re-check, answer."""
+    """What an organism step is, from its first word: first equation, second equation, the needed
+    third one ("But wait, ..."), a re-check, the answer."""
     word = text.split(maxsplit=1)[0] if text.strip() else ""
-    return {"First,": "first", "Then": "then", "Wait,": "re-check", "The": "answer"}.get(word, "other")
+    return {"First,": "first", "Then": "then", "But": "needed", "Wait,": "re-check", "The": "answer"}.get(word, "other")
 
 
 def boundary_kinds(step_texts: list[str], family: str) -> list[str]:
     """The kind of each boundary, named after the step it closes; the boundary after the second
-    equation of a three-step problem is where underthinking is decided ("before early end")."""
+    equation of a three-step problem is where underthinking is decided ("before early end": the
+    needed step or the answer comes next)."""
     kinds, equations = [], 0
     for text in step_texts:
         kind = step_kind(text)
