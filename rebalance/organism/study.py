@@ -1,11 +1,12 @@
 """The organism study: does dynamic ReBalance beat every constant push, on organisms nobody tuned?
 
 For each training seed: train the organism (cached), then run the suite's own pipeline as a user
-would, each stage a command of the suite (collection on the seen set, layer search, vector and
-calibration: nothing picked by hand), then the baseline, dynamic ReBalance and a static sweep on a
+would, each stage a command of the suite (collection on the seen set, layer search by the steer
+criterion, vector and calibration: nothing picked by hand), then the baseline, dynamic ReBalance and a static sweep on a
 held-out set. Every stage is skipped when its output is there, so a killed study resumes where it
-stopped (and each command resumes its own records). Greedy decoding: the organism's failure modes
-are its majority behaviour, so one response per problem measures them.
+stopped (and each command resumes its own records). Greedy decoding: the organism's visible
+failure modes are its majority behaviour, so one response per problem measures them; the latent
+one shows when a push tips it.
 
 Output under `--out`: one table per seed, a summary over seeds, paired bootstrap intervals and one
 PNG (accuracy against tokens, a panel per seed).
