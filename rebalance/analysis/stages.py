@@ -93,10 +93,10 @@ def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_file
             raise UsageError(f"only {len(y)} rows to fit: R^2 needs more (raise --max_files or collect more)")
         for layer in tqdm(chosen, desc="scoring layers", unit="layer"):
             scores[layer] = ridge_r2(stack.float32(layer), y, settings)
+        steer = steering_scores(jsonl_path, records, pairing, stack, chosen, offset, labels, model_name,
+                                steer_records) if criterion == "steer" else None
     result: dict[str, Any] = {"scores": scores, "best": best_layer(scores)}
-    if criterion == "steer":
-        steer = steering_scores(jsonl_path, records, pairing, files, chosen, offset, labels, model_name,
-                                steer_records)
+    if steer is not None:
         result.update(steer_scores=steer, best=best_steering_layer(steer))
         print(format_steer_table(scores, steer))
     else:
@@ -111,27 +111,29 @@ def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_file
     return result
 
 
-def steering_scores(jsonl_path: str, records, pairing: Pairing, files: HiddenFiles, layers: list[int], offset: int,
+def steering_scores(jsonl_path: str, records, pairing: Pairing, stack: LayerStack, layers: list[int], offset: int,
                     rule: str, model_name: str, limit: int) -> dict[int, tuple[float, float, float]]:
     """The `steer` criterion's numbers per layer: the first `limit` usable records fed back through
-    the model, unsteered and then with each layer's calibrated push at every boundary."""
+    the model, unsteered and then with each layer's calibrated push at every boundary. The rows
+    come from the stack R^2 was scored on, so the hidden files are read once for both."""
     from ..examples import prompt_ids, read_jsonl
     from ..models import load_model
     from ..steering import site_index
 
     q = quantiles([rec.confidences for rec in records], offset)
+    labelled = [(rec, record_labels(rule, rec.confidences, rec.step_texts, rec.response, n_rows, offset, q))
+                for rec, n_rows in pairing.used]
+    row_labels = np.asarray([label for _, labels in labelled for label in labels])  # the stack's row order
     questions = {obj.get("idx", position): obj.get("question") for position, (_, obj) in
                  enumerate(read_jsonl(jsonl_path))}
     model, tokenizer = load_model(model_name)
     items = []
-    for rec, _ in pairing.used:
+    for rec, labels in labelled:
         if len(items) == limit:
             break
         if rec.step_texts is None or not isinstance(questions.get(rec.idx), str):
             continue
         encoded = tokenizer("".join(rec.step_texts), add_special_tokens=False, return_offsets_mapping=True)
-        labels = record_labels(rule, rec.confidences, rec.step_texts, rec.response, len(rec.confidences) - offset,
-                               offset, q)
         item = fed_back(prompt_ids(tokenizer, questions[rec.idx]), encoded["input_ids"],
                         [start for start, _ in encoded["offset_mapping"]], [len(t) for t in rec.step_texts], labels,
                         offset)
@@ -147,12 +149,12 @@ def steering_scores(jsonl_path: str, records, pairing: Pairing, files: HiddenFil
     n_sites = model.config.num_hidden_layers + 1
     out = {}
     for layer in tqdm(layers, desc="steering each layer", unit="layer"):
+        out[layer] = (float("nan"),) * 3
         if layer >= n_sites - 1:  # after the final norm: no block reads it back, nothing to steer
-            out[layer] = (float("nan"),) * 3
             continue
-        positive, negative = _labelled_rows(pairing, files, layer, offset, rule, q)
+        rows = torch.from_numpy(stack.float32(layer))
+        positive, negative = rows[row_labels == POSITIVE], rows[row_labels == NEGATIVE]
         if positive.shape[0] == 0 or negative.shape[0] == 0:
-            out[layer] = (float("nan"),) * 3
             continue
         coef = low_values(lda_diagnostics(positive, negative))["low_val_1"]
         push = (site_index(n_sites, layer, "input"), coef * steering_vector(positive, negative))
