@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
-
 
 def atomic_torch_save(obj: Any, path: str) -> None:
+    import torch  # here, not at the top: merge_shards.py and the other torch-free commands start faster
+
     tmp = f"{path}.tmp{os.getpid()}"
     torch.save(obj, tmp)
     os.replace(tmp, path)
