@@ -32,6 +32,7 @@ KEY = re.compile(r"^\s*(?P<key>\S+?\.x[_ǁ]\S*): (?P<status>.+)$")
 MODULE_TESTS = {
     "rebalance/control.py": ["tests/test_control.py", "tests/test_steering.py"],
     "rebalance/steering.py": ["tests/test_steering.py", "tests/test_engine.py"],
+    "rebalance/analysis/layer_steering.py": ["tests/test_layer_steering.py"],
     "rebalance/decoding/steps.py": ["tests/test_steps.py", "tests/test_engine.py"],
     "rebalance/decoding/cache.py": ["tests/test_cache.py", "tests/test_engine.py"],
     "rebalance/files/shards.py": ["tests/test_shards.py"],

@@ -155,3 +155,26 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, case, message):
     if case in ("missing_hidden_dir", "no_confidences", "zero_usable"):
         status, err = run_main(hidden_config_ridge.main, argv + ["--no_plot"], capsys)
         assert status == 2 and message in one_error_line(err)
+
+
+@pytest.mark.parametrize("normalize, scale", [(False, 1.0), (True, 4.0)])
+def test_low_values_from_the_lda_in_units_of_the_saved_vector(normalize, scale):
+    from rebalance.analysis.stages import low_values
+    from rebalance.analysis.vectors import LdaDiagnostics
+
+    lda = LdaDiagnostics(alpha_mean=0.5, alpha_all=2.0, threshold=1.0, w_dot_u=1.0, norm_s=4.0, accuracy=1.0)
+    values = low_values(lda, normalize, layer=3)
+    assert (values["low_val_1"], values["low_val_2"]) == (-0.5 * scale, -2.0 * scale)
+    assert values["low_values_from"].startswith("lda")
+
+
+def test_low_values_fall_back_to_the_generic_pair_and_name_the_layer(capsys):
+    from rebalance.analysis.stages import low_values
+    from rebalance.analysis.vectors import LdaDiagnostics
+    from rebalance.calibration import generic
+
+    lda = LdaDiagnostics(alpha_mean=0.0, alpha_all=2.0, threshold=1.0, w_dot_u=1.0, norm_s=4.0, accuracy=1.0)
+    values = low_values(lda, layer=17)
+    assert (values["low_val_1"], values["low_val_2"]) == (generic()["low_val_1"], generic()["low_val_2"])
+    assert "generic" in values["low_values_from"]
+    assert "warning: layer 17: alpha_mean is 0" in capsys.readouterr().err

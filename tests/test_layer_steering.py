@@ -12,6 +12,7 @@ from conftest import load
 from rebalance.analysis.labels import DROPPED, NEGATIVE, POSITIVE
 from rebalance.analysis.layer_steering import (
     FedBack,
+    FedBackRuns,
     best_steering_layer,
     fed_back,
     next_token_logprobs,
@@ -96,6 +97,21 @@ def test_logprobs_match_a_forward_written_out_with_and_without_a_push(tiny_llama
     assert np.abs(pushed - plain).min() > 1e-3  # the push is felt at every boundary
     zero = next_token_logprobs(model, items, pad, (1, torch.zeros(model.config.hidden_size)))
     assert np.array_equal(zero, next_token_logprobs(model, items, pad))
+
+
+def test_runs_share_the_cache_before_the_first_boundary_and_leave_it_as_it_was(tiny_llama):
+    model, tokenizer = tiny_llama
+    items = [FedBack(list(range(5, 17)), [4, 9], [P, N]), FedBack(list(range(30, 37)), [2], [N]),
+             FedBack(list(range(40, 60)), [6, 11, 17], [P, P, N])]
+    runs = FedBackRuns(model, items, tokenizer.pad_token_id, batch_size=2)
+    assert [batch.shared for batch in runs.batches] == [2, 6]  # the earliest first boundary of each batch
+    torch.manual_seed(1)
+    plain = runs.logprobs()
+    pushed = runs.logprobs((2, torch.randn(model.config.hidden_size) * 3))
+    assert np.abs(pushed - plain).min() > 1e-3
+    assert np.array_equal(runs.logprobs(), plain)  # a run does not leave its keys in the shared cache
+    with torch.no_grad():
+        assert np.allclose(plain, written_out(model, items, None), atol=1e-5)
 
 
 def test_the_criterion_is_checked_before_anything_is_read(tmp_path):

@@ -17,8 +17,9 @@ organism's early layers: more loops, not fewer), both shifts fall together and t
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -78,9 +79,35 @@ def best_steering_layer(scores: dict[int, tuple[float, float, float]]) -> int:
     return max(sorted(usable), key=lambda layer: usable[layer])
 
 
-def _batches(items: list[FedBack], size: int, pad_id: int):
-    for start in range(0, len(items), size):
-        chunk = items[start:start + size]
+@dataclass
+class _Batch:
+    items: list[FedBack]
+    ids: torch.Tensor      # [B, W] right-padded
+    mask: torch.Tensor     # [B, W]
+    at: torch.Tensor       # [B, W] True at a boundary
+    shared: int            # columns before every row's first boundary: the same with or without a push
+    cache: Any             # the model's key/value cache over those columns, computed once
+
+
+class FedBackRuns:
+    """The fed-back responses in batches, each with the key/value cache of its columns before the
+    first boundary. A push changes nothing before a boundary, so each run (plain, then one per
+    layer) computes only the rest: the prompt and first step are about two thirds of the tokens."""
+
+    def __init__(self, model, items: list[FedBack], pad_id: int, batch_size: int = 8):
+        from transformers import DynamicCache
+
+        from ..decoding.cache import cache_keyword
+
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.cache_keyword = cache_keyword(model)
+        self.new_cache = lambda: DynamicCache(config=model.config)
+        self.batches = [self._batch(items[start:start + batch_size], pad_id)
+                        for start in range(0, len(items), batch_size)]
+
+    @torch.no_grad()
+    def _batch(self, chunk: list[FedBack], pad_id: int) -> _Batch:
         width = max(len(item.ids) for item in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -89,34 +116,43 @@ def _batches(items: list[FedBack], size: int, pad_id: int):
             ids[row, :len(item.ids)] = torch.tensor(item.ids)
             mask[row, :len(item.ids)] = 1
             at[row, item.boundaries] = True
-        yield chunk, ids, mask, at
+        shared = min(item.boundaries[0] for item in chunk)  # >= 1: a boundary follows the prompt
+        cache = self.new_cache()  # filled in place by the forward
+        self.model(input_ids=ids[:, :shared].to(self.device), attention_mask=mask[:, :shared].to(self.device),
+                   use_cache=True, logits_to_keep=1, **{self.cache_keyword: cache})
+        return _Batch(chunk, ids, mask, at, shared, cache)
+
+    @torch.no_grad()
+    def logprobs(self, push=None) -> np.ndarray:
+        """log p(next token) at every boundary of every item, in order. `push`, when given, is
+        `(site index, vector)`: the vector is added at the boundary positions of that residual site."""
+        from ..decoding.hooks import residual_hook
+
+        out: list[float] = []
+        for batch in self.batches:
+            rest = batch.at[:, batch.shared:]
+            keep = torch.nonzero(rest.any(dim=0)).flatten()  # logits only where some row has a boundary
+            column = {int(c): k for k, c in enumerate(keep)}
+            inputs = {"input_ids": batch.ids[:, batch.shared:].to(self.device),
+                      "attention_mask": batch.mask.to(self.device), "use_cache": True,
+                      self.cache_keyword: copy.deepcopy(batch.cache),  # the forward appends to it
+                      "logits_to_keep": keep.to(self.device)}
+            if push is None:
+                logits = self.model(**inputs).logits
+            else:
+                vector = push[1].to(self.device)
+
+                def add(hidden: torch.Tensor) -> torch.Tensor:
+                    return hidden + rest[:, :, None].to(hidden.device) * vector.to(hidden.dtype)
+
+                with residual_hook(self.model, push[0], add):
+                    logits = self.model(**inputs).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            for row, item in enumerate(batch.items):
+                out.extend(float(logp[row, column[b - batch.shared], batch.ids[row, b + 1]]) for b in item.boundaries)
+        return np.asarray(out)
 
 
-@torch.no_grad()
 def next_token_logprobs(model, items: list[FedBack], pad_id: int, push=None, batch_size: int = 8) -> np.ndarray:
-    """log p(next token) at every boundary of every item, in order. `push`, when given, is
-    `(site index, vector)`: the vector is added at the boundary positions of that residual site."""
-    from ..decoding.hooks import residual_hook
-
-    out: list[float] = []
-    current = {}
-
-    def add(hidden: torch.Tensor) -> torch.Tensor:
-        vector = push[1].to(device=hidden.device, dtype=hidden.dtype)
-        return hidden + current["at"][:, :, None].to(hidden.device) * vector
-
-    device = next(model.parameters()).device
-    for chunk, ids, mask, at in _batches(items, batch_size, pad_id):
-        current["at"] = at
-        keep = torch.nonzero(at.any(dim=0)).flatten()  # logits only where some row has a boundary
-        column = {int(c): k for k, c in enumerate(keep)}
-        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "logits_to_keep": keep.to(device)}
-        if push is None:
-            logits = model(**inputs).logits
-        else:
-            with residual_hook(model, push[0], add):
-                logits = model(**inputs).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        for row, item in enumerate(chunk):
-            out.extend(float(logp[row, column[b], ids[row, b + 1]]) for b in item.boundaries)
-    return np.asarray(out)
+    """One run of `FedBackRuns` (for a single push; several pushes share one `FedBackRuns`)."""
+    return FedBackRuns(model, items, pad_id, batch_size).logprobs(push)

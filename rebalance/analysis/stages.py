@@ -44,7 +44,7 @@ from .layer_scoring import (
     ridge_r2,
     write_csv,
 )
-from .layer_steering import best_steering_layer, fed_back, next_token_logprobs, steer_score
+from .layer_steering import FedBackRuns, best_steering_layer, fed_back, steer_score
 from .vectors import LdaDiagnostics, lda_diagnostics, save_vector, steering_vector
 
 
@@ -144,7 +144,8 @@ def steering_scores(jsonl_path: str, records, pairing: Pairing, stack: LayerStac
         raise UsageError(f"{jsonl_path}: --criterion steer needs records with 'question' and 'step_texts' and both "
                          "overthinking and confident steps among the first --steer_records of them")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    base = next_token_logprobs(model, items, pad)
+    runs = FedBackRuns(model, items, pad)
+    base = runs.logprobs()
     step_labels = np.asarray([label for item in items for label in item.labels])
     n_sites = model.config.num_hidden_layers + 1
     out = {}
@@ -156,9 +157,9 @@ def steering_scores(jsonl_path: str, records, pairing: Pairing, stack: LayerStac
         positive, negative = rows[row_labels == POSITIVE], rows[row_labels == NEGATIVE]
         if positive.shape[0] == 0 or negative.shape[0] == 0:
             continue
-        coef = low_values(lda_diagnostics(positive, negative))["low_val_1"]
+        coef = low_values(lda_diagnostics(positive, negative), layer=layer)["low_val_1"]
         push = (site_index(n_sites, layer, "input"), coef * steering_vector(positive, negative))
-        out[layer] = steer_score(base, next_token_logprobs(model, items, pad, push), step_labels)
+        out[layer] = steer_score(base, runs.logprobs(push), step_labels)
     return out
 
 
@@ -207,7 +208,7 @@ def extract_vector(jsonl_path: str, hidden_dir: str, layer: int, save_path: str,
         "layer": layer,
         "hidden_size": int(vector.shape[0]),
         "q25c": q.q25c, "q75c": q.q75c, "q25v": q.q25v, "q75v": q.q75v,
-        **low_values(lda, normalize),
+        **low_values(lda, normalize, layer),
         "n_positive": int(positive.shape[0]), "n_negative": int(negative.shape[0]),
         "vector_norm": float(vector.norm()),
         "lda": lda.as_dict(),
@@ -224,7 +225,7 @@ def extract_vector(jsonl_path: str, hidden_dir: str, layer: int, save_path: str,
     return calibration
 
 
-def low_values(lda: LdaDiagnostics, normalize: bool = False) -> dict[str, Any]:
+def low_values(lda: LdaDiagnostics, normalize: bool = False, layer: int | None = None) -> dict[str, Any]:
     """low_val_1 = -alpha_mean and low_val_2 = -alpha_all (docs/method.md §6), in units of the saved vector:
     the alphas count multiples of S, so a unit vector (`--normalize`) needs them times ||S||.
     When the release's threshold sign leaves alpha_mean at 0, those would make F1 flat and the
@@ -234,7 +235,8 @@ def low_values(lda: LdaDiagnostics, normalize: bool = False) -> dict[str, Any]:
         return {"low_val_1": -lda.alpha_mean * scale, "low_val_2": -lda.alpha_all * scale, "high_val_2": HIGH_VAL_2,
                 "low_values_from": "lda" + (" (x ||S||: unit vector)" if normalize else "")}
     fallback = generic()
-    print(f"warning: alpha_mean is 0 (the mean positive row is already past the LDA threshold), so "
+    where = "" if layer is None else f"layer {layer}: "
+    print(f"warning: {where}alpha_mean is 0 (the mean positive row is already past the LDA threshold), so "
           f"low_val_1/low_val_2 fall back to the generic {fallback['low_val_1']}/{fallback['low_val_2']}",
           file=sys.stderr)
     return {"low_val_1": fallback["low_val_1"], "low_val_2": fallback["low_val_2"], "high_val_2": HIGH_VAL_2,

@@ -21,6 +21,8 @@ the mask goes in as a ready 4-D mask, so no modelling file is touched.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers import Cache, DynamicCache
 
@@ -41,6 +43,12 @@ def new_cache(model) -> DynamicCache:
         raise UsageError("this model has layers without a key/value cache (linear attention); in-flight "
                          "batching needs full-attention caches")
     return cache
+
+
+def cache_keyword(model) -> str:
+    """The forward's name for the key/value cache: transformers 5 renamed `past_key_values` to
+    `cache` (the old name is deprecated, then removed)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def attention_kind(model) -> str:

@@ -144,8 +144,7 @@ class Engine:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (table.eos_ids[0] if table.eos_ids else 0)
         params = inspect.signature(model.forward).parameters
-        # transformers 5 renamed `past_key_values` to `cache`; pass whichever this model takes
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._cache_kw = kvcache.cache_keyword(model)
         self._prefill_kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         self.steps = 0  # token-choosing steps over the engine's life (occupancy = tokens / (width x steps))
         self._clear()
