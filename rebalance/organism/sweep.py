@@ -93,9 +93,15 @@ def verdict(runs: list[RunSummary], token_ratio: float = TOKEN_RATIO, max_drop: 
            f"{dyn.accuracy - base.accuracy:+.1f} points (target >= -{max_drop}), re-checks {base.rechecks:.2f} -> "
            f"{dyn.rechecks:.2f}: {'met' if ok else 'NOT met'}"]
     rivals = [r for r in runs if r.coef is not None and is_rival(r.accuracy, r.tokens, dyn.accuracy, dyn.tokens)]
-    out.append(f"every static coefficient within {NEAR:g} point of dynamic's accuracy uses >= {MARGIN:g} x its tokens"
-               if not rivals else f"static coefficient(s) within {NEAR:g} point of dynamic's accuracy at < {MARGIN:g} "
-               "x its tokens: " + ", ".join(r.label for r in rivals))
+    statics = [r for r in runs if r.coef is not None]
+    if rivals:
+        out.append(f"static coefficient(s) within {NEAR:g} point of dynamic's accuracy at < {MARGIN:g} x its tokens: "
+                   + ", ".join(r.label for r in rivals))
+    elif statics:
+        best = max(statics, key=lambda r: (r.accuracy, -r.tokens))
+        out.append(f"no static coefficient within {NEAR:g} point of dynamic's accuracy at < {MARGIN:g} x its tokens "
+                   f"(the most accurate, {best.label}: {best.accuracy - dyn.accuracy:+.1f} points at "
+                   f"{best.tokens / dyn.tokens:.2f} x its tokens)")
     return out
 
 
