@@ -95,14 +95,11 @@ class FedBackRuns:
     layer) computes only the rest: the prompt and first step are about two thirds of the tokens."""
 
     def __init__(self, model, items: list[FedBack], pad_id: int, batch_size: int = 8):
-        from transformers import DynamicCache
-
         from ..decoding.cache import cache_keyword
 
         self.model = model
         self.device = next(model.parameters()).device
         self.cache_keyword = cache_keyword(model)
-        self.new_cache = lambda: DynamicCache(config=model.config)
         self.batches = [self._batch(items[start:start + batch_size], pad_id)
                         for start in range(0, len(items), batch_size)]
 
@@ -117,7 +114,9 @@ class FedBackRuns:
             mask[row, :len(item.ids)] = 1
             at[row, item.boundaries] = True
         shared = min(item.boundaries[0] for item in chunk)  # >= 1: a boundary follows the prompt
-        cache = self.new_cache()  # filled in place by the forward
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)  # filled in place by the forward
         self.model(input_ids=ids[:, :shared].to(self.device), attention_mask=mask[:, :shared].to(self.device),
                    use_cache=True, logits_to_keep=1, **{self.cache_keyword: cache})
         return _Batch(chunk, ids, mask, at, shared, cache)
