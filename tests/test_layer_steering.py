@@ -53,6 +53,9 @@ def test_score_against_hand_computed_shifts():
     assert steer_score(base, steered, np.array([P, P, N, N])) == (0.25, -2.0, 2.25)
     confident, overthinking, score = steer_score(base, steered, np.array([P, P, P, P]))
     assert math.isnan(confident) and overthinking == -0.875 and math.isnan(score)
+    confident, overthinking, score = steer_score(base, steered, np.array([N, N, N, N]))
+    assert confident == -0.875 and math.isnan(overthinking) and math.isnan(score)
+    assert steer_score(base, steered, np.array([P, D, N, D])) == (0.5, -1.0, 1.5)  # a dropped step counts nowhere
 
 
 def test_the_pick_takes_the_highest_score_the_lowest_layer_on_ties_and_never_nan():
