@@ -92,8 +92,8 @@ def verdict(runs: list[RunSummary], token_ratio: float = TOKEN_RATIO, max_drop: 
     out = [f"dynamic: {ratio:.2f} x the baseline's tokens (target <= {token_ratio}), accuracy "
            f"{dyn.accuracy - base.accuracy:+.1f} points (target >= -{max_drop}), re-checks {base.rechecks:.2f} -> "
            f"{dyn.rechecks:.2f}: {'met' if ok else 'NOT met'}"]
-    rivals = [r for r in runs if r.coef is not None and is_rival(r.accuracy, r.tokens, dyn.accuracy, dyn.tokens)]
     statics = [r for r in runs if r.coef is not None]
+    rivals = [r for r in statics if is_rival(r.accuracy, r.tokens, dyn.accuracy, dyn.tokens)]
     if rivals:
         out.append(f"static coefficient(s) within {NEAR:g} point of dynamic's accuracy at < {MARGIN:g} x its tokens: "
                    + ", ".join(r.label for r in rivals))
