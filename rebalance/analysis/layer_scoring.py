@@ -109,14 +109,14 @@ def plot_scores(scores: dict[int, float], path: str, title: str = "",
     layers = sorted(scores)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(layers, [scores[layer] for layer in layers], marker="o", ms=3, label="R^2")
-    if steer is None:
-        best = best_layer(scores)
-        ax.scatter([best], [scores[best]], color="crimson", zorder=3, label=f"best: layer {best}")
     ax.set_xlabel("layer (HF hidden_states index)")
     ax.set_ylabel("held-out R^2 (PCA + Ridge)")
     ax.set_title(title or "How well each layer encodes step confidence")
     ax.grid(alpha=0.3)
-    if steer is not None:
+    if steer is None:
+        best = best_layer(scores)
+        ax.scatter([best], [scores[best]], color="crimson", zorder=3, label=f"best: layer {best}")
+    else:
         from .layer_steering import best_steering_layer
 
         best = best_steering_layer(steer)
