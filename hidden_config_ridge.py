@@ -32,6 +32,8 @@ def main(argv=None):
                              "most lowers the next overthinking step's probability against the confident ones' "
                              "(for models where R^2 is flat over layers; needs --model_name_or_path)")
     parser.add_argument("--model_name_or_path", default=None, help="the collection's model (--criterion steer)")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="allow the model's own code (--criterion steer; off by default)")
     parser.add_argument("--steer_records", type=positive_int, default=16,
                         help="records fed back per layer by --criterion steer (the first N usable, "
                              "up to 4 boundaries each)")
@@ -40,7 +42,7 @@ def main(argv=None):
     select_layer(args.jsonl_path, args.hidden_dir, args.layers, args.max_files, args.expected_offset, settings,
                  plot=not args.no_plot, verbose=args.verbose, tmp_dir=args.tmp_dir,
                  pattern=args.file_pattern, criterion=args.criterion, model_name=args.model_name_or_path,
-                 steer_records=args.steer_records)
+                 steer_records=args.steer_records, trust_remote_code=args.trust_remote_code)
 
 
 if __name__ == "__main__":

@@ -65,8 +65,15 @@ def model_basename(name: str) -> str:
     return base[: -len(".gguf")] if base.endswith(".gguf") else base
 
 
+def remote_code_refusal(name: str) -> UsageError:
+    return UsageError(f"--model_name_or_path: {name} brings its own modelling code (auto_map in its config.json); "
+                      "pass --trust_remote_code to run it, for a model whose code you trust")
+
+
 def load_error(name: str, err: Exception) -> UsageError:
     """A model that cannot be loaded, in one sentence naming the flag."""
+    if "trust_remote_code" in str(err):
+        return remote_code_refusal(name)
     return UsageError(f"--model_name_or_path: cannot load {name}: {str(err).strip().splitlines()[0]}")
 
 
@@ -78,6 +85,8 @@ def model_config(path: str, trust_remote_code: bool = False):
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
+        if "trust_remote_code" in str(err):
+            raise remote_code_refusal(path) from None
         raise UsageError(f"--model_name_or_path: cannot read the config of {path}: "
                          f"{str(err).strip().splitlines()[0]}") from None
     return text_of(config)

@@ -74,7 +74,7 @@ def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_file
                  offset: int = 1, settings: RidgeSettings = RidgeSettings(), plot: bool = True,
                  verbose: bool = False, tmp_dir: str | None = None, pattern: str = DEFAULT_PATTERN,
                  criterion: str = "ridge", model_name: str | None = None, steer_records: int = 16,
-                 labels: str = "conf_mixed") -> dict[str, Any]:
+                 labels: str = "conf_mixed", trust_remote_code: bool = False) -> dict[str, Any]:
     """R^2 of every requested layer (and with criterion `steer`, what each layer's own push does,
     see layer_steering); prints the table, then the chosen layer id alone as the last line."""
     if criterion not in CRITERIA:
@@ -94,7 +94,7 @@ def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_file
         for layer in tqdm(chosen, desc="scoring layers", unit="layer"):
             scores[layer] = ridge_r2(stack.float32(layer), y, settings)
         steer = steering_scores(jsonl_path, records, pairing, stack, chosen, offset, labels, model_name,
-                                steer_records) if criterion == "steer" else None
+                                steer_records, trust_remote_code) if criterion == "steer" else None
     result: dict[str, Any] = {"scores": scores, "best": best_layer(scores)}
     if steer is not None:
         result.update(steer_scores=steer, best=best_steering_layer(steer))
@@ -112,7 +112,8 @@ def select_layer(jsonl_path: str, hidden_dir: str, layers: str = "all", max_file
 
 
 def steering_scores(jsonl_path: str, records, pairing: Pairing, stack: LayerStack, layers: list[int], offset: int,
-                    rule: str, model_name: str, limit: int) -> dict[int, tuple[float, float, float]]:
+                    rule: str, model_name: str, limit: int,
+                    trust_remote_code: bool = False) -> dict[int, tuple[float, float, float]]:
     """The `steer` criterion's numbers per layer: the first `limit` usable records fed back through
     the model, unsteered and then with each layer's calibrated push at every boundary. The rows
     come from the stack R^2 was scored on, so the hidden files are read once for both."""
@@ -126,7 +127,7 @@ def steering_scores(jsonl_path: str, records, pairing: Pairing, stack: LayerStac
     row_labels = np.asarray([label for _, labels in labelled for label in labels])  # the stack's row order
     questions = {obj.get("idx", position): obj.get("question") for position, (_, obj) in
                  enumerate(read_jsonl(jsonl_path))}
-    model, tokenizer = load_model(model_name)
+    model, tokenizer = load_model(model_name, trust_remote_code=trust_remote_code)
     items = []
     for rec, labels in labelled:
         if len(items) == limit:

@@ -113,8 +113,10 @@ class SuppressTokens(LogitsProcessor):
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
-    """Every id that ends a response: the generation config's (often several) and the tokenizer's."""
-    ids = model.generation_config.eos_token_id
+    """Every id that ends a response: the generation config's (often several) and the tokenizer's.
+    A remote-code model that does not subclass transformers' GenerationMixin has no generation
+    config; its model config names the EOS then."""
+    ids = getattr(getattr(model, "generation_config", None) or model.config, "eos_token_id", None)
     ids = [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(tokenizer.eos_token_id)
