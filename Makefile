@@ -28,7 +28,7 @@ organism: venv
 	$(BIN)/python -m rebalance.organism train
 
 # the organism study: train each seed, run the pipeline, dynamic against a static sweep on 200 held-out
-# problems (resumable; about 30 minutes a seed on a 2-core CPU): make study [SEEDS=0,1,2,3,4] [STUDY_OUT=study_out]
+# problems (resumable; about 35 minutes a seed on a 2-core CPU, docs/organism.md): make study [SEEDS=0,1,2,3,4] [STUDY_OUT=study_out]
 SEEDS ?= 0,1,2,3,4
 STUDY_OUT ?= study_out
 study: venv
@@ -60,10 +60,10 @@ mutation: venv
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/mutation.py $(MODULES) $(if $(TESTS),--tests $(TESTS))
 
 data: venv
-	$(BIN)/python -m rebalance.benchmarks.fetch data --out Data
+	$(BIN)/python -m rebalance.datasets.fetch data --out Data
 
 vectors: venv
-	$(BIN)/python -m rebalance.benchmarks.fetch vectors --out .
+	$(BIN)/python -m rebalance.datasets.fetch vectors --out .
 
 clean:
 	rm -rf $(DEMO_OUT) $(STUDY_OUT) .pytest_cache mutants Data/Organism_Seen Data/Organism_Heldout

@@ -4,13 +4,11 @@ generation file, joined to the gold answers by idx; `--baseline` compares two ru
 
 import sys
 
-from rebalance.commands.check import build_parser, run_check
-from rebalance.errors import cli_entry
+from rebalance.stages.grade import main as stage_main
 
 
-@cli_entry
 def main(argv=None):
-    run_check(build_parser(__doc__).parse_args(argv))
+    return stage_main(argv, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,11 @@ the vector added to the input of block --steer_layer (docs/method.md §8)."""
 
 import sys
 
-from rebalance.commands.steer import main as steer_main
-from rebalance.errors import cli_entry
+from rebalance.stages.steer import main as stage_main
 
 
-@cli_entry
 def main(argv=None):
-    return steer_main(argv, "default", __doc__)
+    return stage_main(argv, variant="default", description=__doc__)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,11 @@ vector added to the output of block --steer_layer, repetition penalty 1.18, Qwen
 
 import sys
 
-from rebalance.commands.steer import main as steer_main
-from rebalance.errors import cli_entry
+from rebalance.stages.steer import main as stage_main
 
 
-@cli_entry
 def main(argv=None):
-    return steer_main(argv, "qwen3", __doc__)
+    return stage_main(argv, variant="qwen3", description=__doc__)
 
 
 if __name__ == "__main__":

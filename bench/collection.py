@@ -10,7 +10,7 @@ import argparse
 
 from common import compare_with_plain
 
-from rebalance.decode import collect_batch
+from rebalance.decoding.decode import collect_batch
 from rebalance.decoding.records import make_table
 from rebalance.decoding.sampling import SuppressTokens
 from rebalance.examples import Example

@@ -35,13 +35,13 @@ from transformers import LogitsProcessor
 
 from rebalance.calibration import released
 from rebalance.control import ControlFunction
-from rebalance.decode import collect_batch, steer_batch, steer_stream
+from rebalance.decoding.decode import collect_batch, steer_batch, steer_stream
 from rebalance.decoding.memory import kv_bytes_per_token
 from rebalance.decoding.records import make_table
-from rebalance.decoding.sampling import SuppressTokens
+from rebalance.decoding.sampling import Sampling, SuppressTokens
 from rebalance.decoding.sites import num_residual_sites
+from rebalance.decoding.steering import SteeringSetup, site_index
 from rebalance.examples import Example, prompt_ids
-from rebalance.steering import SteeringSetup, site_index
 
 SHAPES = {
     "r1-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
@@ -137,8 +137,8 @@ def measure(args) -> dict:
     }
     sampled = {
         "plain": lambda ps, n: plain_generate(model, tokenizer, ps, n, eos, extra=shaping()[1:], **SAMPLING),
-        "steered": lambda ps, n: steer_batch(model, tokenizer, table, examples(ps), setup, n, processors=shaping(),
-                                             seed=0, **SAMPLING),
+        "steered": lambda ps, n: steer_batch(model, tokenizer, table, examples(ps), setup, n, Sampling(**SAMPLING),
+                                             processors=shaping()),
     }
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     bandwidth = copy_bandwidth(args.device, max(weight_bytes, 64 << 20))

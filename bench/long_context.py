@@ -31,6 +31,7 @@ from transformers import AutoTokenizer, LogitsProcessor, Qwen2Config, Qwen2ForCa
 from rebalance.decoding.engine import Engine, RowAwareProcessor
 from rebalance.decoding.memory import GIB, MemoryPlan, kv_bytes_per_token
 from rebalance.decoding.records import make_table
+from rebalance.decoding.sampling import Sampling
 from rebalance.examples import Example
 from rebalance.store import embedded_model_dir
 
@@ -112,7 +113,7 @@ def worker(method: str, context: int, steps: int, rows: int, sampled: bool) -> d
     with torch.inference_mode():
         if method == "engine":
             engine = Engine(model, tokenizer, table, prompt=lambda ex: prompts[ex.idx].tolist(), width=rows,
-                            max_new_tokens=steps, processors=[stamps], **sampling)
+                            max_new_tokens=steps, processors=[stamps], sampling=Sampling(**sampling))
             done = list(engine.run([Example(i, "", "", {}) for i in range(rows)]))
             assert all(len(d.tokens) == steps for d in done)
         else:

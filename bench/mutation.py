@@ -31,7 +31,7 @@ KEY = re.compile(r"^\s*(?P<key>\S+?\.x[_ǁ]\S*): (?P<status>.+)$")
 # module -> the test files whose tests may cover it (mutmut narrows each mutant to the covering ones)
 MODULE_TESTS = {
     "rebalance/control.py": ["tests/test_control.py", "tests/test_steering.py"],
-    "rebalance/steering.py": ["tests/test_steering.py", "tests/test_engine.py"],
+    "rebalance/decoding/steering.py": ["tests/test_steering.py", "tests/test_engine.py"],
     "rebalance/analysis/layer_steering.py": ["tests/test_layer_steering.py"],
     "rebalance/decoding/steps.py": ["tests/test_steps.py", "tests/test_engine.py"],
     "rebalance/decoding/cache.py": ["tests/test_cache.py", "tests/test_engine.py"],

@@ -12,13 +12,13 @@ from common import compare_with_plain
 
 from rebalance.calibration import generic
 from rebalance.control import ControlFunction
-from rebalance.decode import steer_batch
+from rebalance.decoding.decode import steer_batch
 from rebalance.decoding.records import make_table
 from rebalance.decoding.sampling import SuppressTokens
 from rebalance.decoding.sites import num_residual_sites
+from rebalance.decoding.steering import SteeringSetup, site_index
 from rebalance.examples import Example
 from rebalance.models import load_model
-from rebalance.steering import SteeringSetup, site_index
 
 
 def main():

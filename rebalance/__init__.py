@@ -1,9 +1,15 @@
 """ReBalance: training-free steering of reasoning models towards balanced thinking.
 
-The top-level scripts only parse flags and call in here. The pipeline modules sit at this level
-(`control`, `steering`, `runs`, `decode`, `models`, ...); the subpackages are the parts they are
-built from: `decoding/`, `analysis/`, `grading/`, `organism/`, `reports/`, `benchmarks/`,
-`files/`, `commands/`. README.md's "Layout" section is the map.
+The package follows the pipeline. `stages/` holds one module per stage (collect, select_layer,
+extract, steer, merge, grade), each with its flags, its job and its run; the top-level scripts are
+thin shims over them. `pipeline.py` runs the stages in order, skipping what is complete, for
+`make reproduce` (`reproduce.py`), the demo and the organism study. The stages are built from
+`decoding/` (the in-flight engine, steps, steering), `analysis/` (layer scores, labels, vectors),
+`grading/` and `reports/`, over `files/` (names, shards, run cards), `examples.py`, `models.py`,
+`control.py` (the control function) and `calibration.py` (where its constants come from).
+`organism/` is the testbed, built on all of them; nothing below imports it. docs/ has the map.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["__version__"]

@@ -13,13 +13,20 @@ class UsageError(Exception):
     """Bad input the user can fix (a path, a line of a file, a flag). The message names it."""
 
 
-def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (or its type's name when it has none): what a
+    one-sentence error quotes of a library's longer message."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a script's main so a UsageError prints `error: ...` and exits with status 2."""
 
     @functools.wraps(main)
-    def wrapper(argv: list[str] | None = None) -> int:
+    def wrapper(argv: list[str] | None = None, **options) -> int:
         try:
-            return main(argv) or 0
+            return main(argv, **options) or 0
         except UsageError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -1,8 +1,8 @@
 """Loading models and tokenizers by the names users type.
 
 A model is a local Hugging Face folder, a `.gguf` file (dequantised once and cached, see
-`store.py`), `embedded` (SmolLM2-135M-Instruct), `organism` (the testbed of `organism/`, trained
-on first use) or a hub id.
+`store.py`), `embedded` (SmolLM2-135M-Instruct), `organism` (the testbed of `organism/`, once it
+has been trained) or a hub id.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import os
 import torch
 
 from .decoding.sites import text_of
-from .errors import UsageError
-from .organism.train import ORGANISM_NAME, organism_model_dir
-from .store import EMBEDDED_NAME, convert_gguf, embedded_model_dir
+from .errors import UsageError, first_line
+from .store import EMBEDDED_NAME, ORGANISM_NAME, convert_gguf, embedded_model_dir, named_model_dir
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -36,11 +35,15 @@ def _looks_like_path(name: str) -> bool:
 
 def resolve_model_path(name: str) -> str:
     """A local folder, a `.gguf` (converted), `embedded` (the default model), `organism` (the
-    overthinking testbed, trained on first use) or a hub id."""
+    overthinking testbed, once trained) or a hub id."""
     if name in ("embedded", EMBEDDED_NAME):
         return embedded_model_dir()
     if name == "organism":
-        return organism_model_dir()
+        folder = named_model_dir("organism")
+        if folder is None:
+            raise UsageError("--model_name_or_path organism: the organism is not trained on this machine yet; "
+                             "train it once with `make organism` (python -m rebalance.organism train)")
+        return folder
     expanded = os.path.expanduser(name)
     if expanded.endswith(".gguf"):
         if not os.path.isfile(expanded):
@@ -74,7 +77,7 @@ def load_error(name: str, err: Exception) -> UsageError:
     """A model that cannot be loaded, in one sentence naming the flag."""
     if "trust_remote_code" in str(err):
         return remote_code_refusal(name)
-    return UsageError(f"--model_name_or_path: cannot load {name}: {str(err).strip().splitlines()[0]}")
+    return UsageError(f"--model_name_or_path: cannot load {name}: {first_line(err)}")
 
 
 def model_config(path: str, trust_remote_code: bool = False):
@@ -88,7 +91,7 @@ def model_config(path: str, trust_remote_code: bool = False):
         if "trust_remote_code" in str(err):
             raise remote_code_refusal(path) from None
         raise UsageError(f"--model_name_or_path: cannot read the config of {path}: "
-                         f"{str(err).strip().splitlines()[0]}") from None
+                         f"{first_line(err)}") from None
     return text_of(config)
 
 

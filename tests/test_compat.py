@@ -3,7 +3,6 @@ their output layout, bare model folder names, and one writer per shard."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -18,10 +17,10 @@ import hidden_analysis_auto
 import hidden_config_ridge
 import merge_shards
 import transformer_inference_dp
-from rebalance.commands.steer import build_parser, make_job
 from rebalance.decoding.capture import HiddenCapture, hidden_dict
 from rebalance.files.names import shard_path
 from rebalance.files.shards import ShardLock, live_writer, read_records
+from rebalance.stages.steer import build_parser, make_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,13 +87,12 @@ def test_file_pattern_names_the_hidden_files(tmp_path, capsys):
         "error: --file_pattern 'hs.pt' must be a file name containing {idx}")
 
 
-@pytest.mark.parametrize("subfolder, said", [(".", "hidden files: "), ("hidden_states", "hidden_states/ layout")])
-def test_both_layouts_are_read_from_the_dataset_folder(tmp_path, capsys, subfolder, said):
-    syn = write_synthetic(str(tmp_path), subfolder=subfolder)
+def test_the_hidden_files_are_read_from_the_dataset_folder(tmp_path, capsys):
+    syn = write_synthetic(str(tmp_path), subfolder=".")
     status, out = run_main(hidden_config_ridge.main, ["--jsonl_path", syn.jsonl, "--hidden_dir", str(tmp_path),
                                                       "--layers", "0-4", "--no_plot"], capsys, "out")
     assert status == 0
-    assert said in out.splitlines()[0] and out.strip().splitlines()[-1] == "3"
+    assert out.splitlines()[0] == f"hidden files: {tmp_path}/hidden_{{idx}}.pt" and out.strip().splitlines()[-1] == "3"
 
 
 def test_collection_writes_hidden_files_beside_the_shards_with_the_release_name(tiny_dirs, toy_data, tmp_path,
@@ -169,7 +167,7 @@ def test_a_second_run_on_a_held_shard_stops_naming_it_and_the_pid(tiny_dirs, toy
 HOLDER = """
 import sys
 sys.path.insert(0, {root!r})
-import rebalance.runs as runs
+import rebalance.stages.collect as runs
 import transformer_inference_dp
 real, calls = runs.save_hidden, [0]
 def save_then_wait(hidden, folder, idx):

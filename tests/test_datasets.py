@@ -9,8 +9,8 @@ import re
 import pytest
 from conftest import SHARED_DATA
 
-from rebalance.benchmarks import fetch
-from rebalance.benchmarks.sources import (
+from rebalance.datasets import fetch
+from rebalance.datasets.sources import (
     SOURCES,
     convert_gpqa,
     convert_gsm8k,

@@ -14,14 +14,15 @@ from test_run import read_records
 
 from rebalance.calibration import generic
 from rebalance.control import ControlFunction
-from rebalance.decode import collect_batch, collect_stream, steer_batch, steer_stream
 from rebalance.decoding import engine as engine_module
+from rebalance.decoding.decode import collect_batch, collect_stream, steer_batch, steer_stream
 from rebalance.decoding.engine import Engine, RowAwareProcessor, pad_left, prefill_groups
 from rebalance.decoding.records import make_table
 from rebalance.decoding.row_state import RowState
+from rebalance.decoding.sampling import Sampling
+from rebalance.decoding.steering import Controller, SteeringSetup, site_index
 from rebalance.decoding.steps import StepTracker
 from rebalance.examples import Example, prompt_ids
-from rebalance.steering import Controller, SteeringSetup, site_index
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUEUE = [Example(i, PROBLEMS[i % len(PROBLEMS)], "", {}) for i in range(8)]
@@ -120,7 +121,7 @@ def test_a_sample_depends_on_its_example_only(tiny):
     """seed + idx per example: the same draws at width 1 and 3, in any slot, next to any neighbours."""
     model, tokenizer, table = tiny
     setup = steering(model)
-    kw = dict(temperature=0.7, top_p=0.95, repetition_penalty=1.3, seed=42)
+    kw = dict(sampling=Sampling(temperature=0.7, top_p=0.95, repetition_penalty=1.3, seed=42))
     force = ForceEosAt(table.eos_ids[0], ENDS)
     stream = sorted(steer_stream(model, tokenizer, table, QUEUE, setup, 30, processors=[force], width=WIDTH, **kw),
                     key=lambda r: r.record["idx"])
@@ -130,7 +131,7 @@ def test_a_sample_depends_on_its_example_only(tiny):
     for other in (stream, reversed_queue):
         pairs_with_same_ids(other, single)
     # a different seed draws differently, so the equality above is not a greedy accident
-    reseeded = steer_batch(model, tokenizer, table, QUEUE, setup, 30, processors=[force], **{**kw, "seed": 7})
+    reseeded = steer_batch(model, tokenizer, table, QUEUE, setup, 30, processors=[force], sampling=Sampling(0.7, 0.95, 1.3, seed=7))
     assert [r.tokens for r in reseeded] != [s.tokens for s in single]
 
 
@@ -332,7 +333,7 @@ def test_pad_left_of_the_history():
 KILLER = """
 import os, signal, sys
 sys.path.insert(0, {root!r})
-import rebalance.runs as runs
+import rebalance.stages.collect as runs
 import transformer_inference_dp
 real, calls = runs.save_hidden, [0]
 def save_then_die(hidden, folder, idx):

@@ -3,8 +3,8 @@
 import json
 
 import hanging_judge
-import slow_import_judge
 import pytest
+import slow_import_judge
 from tiny import make_tokenizer
 
 from rebalance.examples import Example

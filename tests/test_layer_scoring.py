@@ -10,8 +10,8 @@ from sklearn.model_selection import train_test_split
 from synthetic import stacked, write_synthetic
 
 from rebalance.analysis.layer_scoring import RidgeSettings, best_layer, parse_layers, ridge_r2
-from rebalance.analysis.stages import select_layer
 from rebalance.errors import UsageError
+from rebalance.stages.select_layer import SelectJob, run
 
 
 def release_r2(X, y, alpha=1.0, components=64, test_size=0.2, seed=42):
@@ -24,7 +24,7 @@ def release_r2(X, y, alpha=1.0, components=64, test_size=0.2, seed=42):
 
 def test_planted_layer_is_best_and_scores_equal_the_release_calls(tmp_path, capsys):
     syn = write_synthetic(str(tmp_path), confidence_layer=3)
-    result = select_layer(syn.jsonl, syn.hidden_dir, "all", settings=RidgeSettings(pca_components=8))
+    result = run(SelectJob(syn.jsonl, syn.hidden_dir, "all", settings=RidgeSettings(pca_components=8)))
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == "3"
     assert result["best"] == 3
@@ -40,7 +40,7 @@ def test_planted_layer_is_best_and_scores_equal_the_release_calls(tmp_path, caps
 
 def test_layer_subset_and_max_files(tmp_path, capsys):
     syn = write_synthetic(str(tmp_path))
-    result = select_layer(syn.jsonl, syn.hidden_dir, "0,2-3", max_files=10, plot=False)
+    result = run(SelectJob(syn.jsonl, syn.hidden_dir, "0,2-3", max_files=10, plot=False))
     assert sorted(result["scores"]) == [0, 2, 3]
     X, y = stacked(syn, 2, skip=tuple(range(10, 40)))
     assert result["scores"][2] == release_r2(X, y)

@@ -117,14 +117,14 @@ def test_runs_share_the_cache_before_the_first_boundary_and_leave_it_as_it_was(t
         assert np.allclose(plain, written_out(model, items, None), atol=1e-5)
 
 
-def test_the_criterion_is_checked_before_anything_is_read(tmp_path):
-    from rebalance.analysis.stages import select_layer
+def test_the_criterion_is_checked_when_the_job_is_made(tmp_path):
     from rebalance.errors import UsageError
+    from rebalance.stages.select_layer import SelectJob
 
     with pytest.raises(UsageError, match="--criterion steer feeds .* give --model_name_or_path"):
-        select_layer(str(tmp_path / "none.jsonl"), str(tmp_path), criterion="steer")
+        SelectJob(str(tmp_path / "none.jsonl"), str(tmp_path), criterion="steer")
     with pytest.raises(UsageError, match="--criterion must be one of ridge, steer, got 'r2'"):
-        select_layer(str(tmp_path / "none.jsonl"), str(tmp_path), criterion="r2")
+        SelectJob(str(tmp_path / "none.jsonl"), str(tmp_path), criterion="r2")
 
 
 def test_the_table_marks_the_steer_pick_beside_r2():

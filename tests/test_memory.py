@@ -11,10 +11,11 @@ from test_run import collect_argv, run_main, shard_dir
 from transformers import AutoConfig, DynamicCache
 
 import transformer_inference_dp
-from rebalance import runs
 from rebalance.decoding.memory import GIB, MemoryPlan, check_plan, kv_bytes_per_token, parameter_count
 from rebalance.errors import UsageError
 from rebalance.files.shards import read_records
+from rebalance.stages import collect as runs
+from rebalance.stages import shared
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3", "llama"])
@@ -79,7 +80,7 @@ def test_a_run_that_cannot_fit_stops_before_loading_and_one_that_may_narrow_fini
     config = AutoConfig.from_pretrained(model_dir)
     per_row = kv_bytes_per_token(config, 4) * 112 + 16 * config.vocab_size  # a prompt under 100 tokens + 12 new
     weights = parameter_count(model_dir, 4) * 4
-    monkeypatch.setattr(runs, "available_bytes", lambda device: weights + 3 * per_row)
+    monkeypatch.setattr(shared, "available_bytes", lambda device: weights + 3 * per_row)
     monkeypatch.setattr(runs, "load_model", lambda *a, **k: pytest.fail("the plan must stop the run first"))
     argv = collect_argv(model_dir, data, tmp_path / "o", "--batch_size", "6")
     status, err = run_main(transformer_inference_dp.main, argv, capsys)
@@ -87,7 +88,7 @@ def test_a_run_that_cannot_fit_stops_before_loading_and_one_that_may_narrow_fini
     assert err.startswith("error: --batch_size 6 needs ") and " are free in RAM: --batch_size " in err
     assert "fits (or add --fit_batch to take it)" in err
     monkeypatch.undo()
-    monkeypatch.setattr(runs, "available_bytes", lambda device: weights + 3 * per_row)
+    monkeypatch.setattr(shared, "available_bytes", lambda device: weights + 3 * per_row)
     widths = []
     real = runs.engine_for
     monkeypatch.setattr(runs, "engine_for", lambda *a, **k: widths.append(k["width"]) or real(*a, **k))

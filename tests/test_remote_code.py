@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import PROBLEMS, TOL, TEST_DEVICE, TEST_DTYPE, write_dataset
+from conftest import PROBLEMS, TEST_DEVICE, TEST_DTYPE, TOL, write_dataset
 from remote_code.configuration_tinyblocks import TinyBlocksConfig
 from remote_code.modeling_tinyblocks import TinyBlocksForCausalLM
 from test_collect import check_against_full_forward
@@ -19,14 +19,14 @@ import transformer_inference_dp
 import transformer_inference_steer_dp
 from rebalance.calibration import generic
 from rebalance.control import ControlFunction
-from rebalance.decode import collect_batch, steer_batch
+from rebalance.decoding.decode import collect_batch, steer_batch
 from rebalance.decoding.records import make_table
 from rebalance.decoding.sites import decoder_layers
+from rebalance.decoding.steering import SteeringSetup
 from rebalance.errors import UsageError
 from rebalance.examples import Example, prompt_ids
 from rebalance.files.shards import read_records
 from rebalance.models import load_model, model_shape
-from rebalance.steering import SteeringSetup
 
 CODE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "remote_code")
 EXAMPLES = [Example(i, p, str(i), {}) for i, p in enumerate(PROBLEMS[:3])]

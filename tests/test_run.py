@@ -9,8 +9,8 @@ from conftest import write_dataset
 
 import merge_shards
 import transformer_inference_dp
-from rebalance import runs
 from rebalance.files.shards import read_records
+from rebalance.stages import collect as runs
 
 
 def run_main(main, argv, capsys, stream="err"):
@@ -52,7 +52,7 @@ def test_two_workers_give_two_shards_that_merge(tiny_dirs, toy_data, tmp_path, c
     # each file holds its own example's rows: the same as one process decoding the five alone
     from conftest import load
 
-    from rebalance.decode import collect_batch
+    from rebalance.decoding.decode import collect_batch
     from rebalance.decoding.records import make_table
     from rebalance.examples import load_examples
 
@@ -121,7 +121,7 @@ def bad_data(tmp_path, content):
     ("negative_tokens", "--max_generated_tokens"),
 ])
 def test_bad_input_is_one_line_and_status_2(case, expected, tiny_dirs, tmp_path, capsys):
-    model_dir, data, extra = tiny_dirs["qwen2"], (str(tmp_path), "Nowhere"), []
+    model_dir, data = tiny_dirs["qwen2"], (str(tmp_path), "Nowhere")
     if case == "malformed_line":
         data = bad_data(tmp_path, '{"problem": "a", "answer": 1}\n{"problem": "b", \n')
     elif case == "no_problem":

@@ -151,13 +151,13 @@ def test_merge_refuses_shards_made_differently_and_writes_the_card(tiny_dirs, to
     assert "--seed: unset in " in err
 
 
-def test_a_shard_of_an_earlier_version_is_resumed_with_a_warning(tiny_dirs, toy_data, tmp_path, capsys):
+def test_a_shard_without_a_card_is_resumed_with_a_warning(tiny_dirs, toy_data, tmp_path, capsys):
     out, model = tmp_path / "o", tiny_dirs["qwen2"]
     argv = collect_argv(model, toy_data, out)
     assert run_main(transformer_inference_dp.main, argv + ["--limit", "2"], capsys)[0] == 0
     folder, stem = shard_dir(out, model, toy_data), "origin_temp0.7_maxlen12"
     os.remove(os.path.join(folder, f"{stem}.shard0.run.json"))
-    for idx in range(2):  # hidden files as an earlier version wrote them: no run tag
+    for idx in range(2):  # hidden files as another tool writes them: no run tag
         path = os.path.join(folder, f"hidden_{idx}.pt")
         hidden = torch.load(path, weights_only=True)
         del hidden["run"]

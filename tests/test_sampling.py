@@ -6,11 +6,19 @@ import torch
 from conftest import PROBLEMS, load
 from transformers import RepetitionPenaltyLogitsProcessor
 
-from rebalance.decode import steer_batch
+from rebalance.decoding.decode import steer_batch
 from rebalance.decoding.records import make_table
-from rebalance.decoding.sampling import ReleasedTopP, counter_uniform, descending, draw, mix32, penalise_repeats
+from rebalance.decoding.sampling import (
+    ReleasedTopP,
+    Sampling,
+    counter_uniform,
+    descending,
+    draw,
+    mix32,
+    penalise_repeats,
+)
+from rebalance.decoding.steering import SteeringSetup
 from rebalance.examples import Example, prompt_ids
-from rebalance.steering import SteeringSetup
 
 PAD = 5
 
@@ -42,7 +50,7 @@ def test_engine_with_a_penalty_decodes_what_hf_generate_does(tiny_dirs, arch):
     table = make_table(model, tokenizer)
     examples = [Example(i, p, "", {}) for i, p in enumerate(PROBLEMS[:3])]
     off = SteeringSetup(None, -1, "off", 0.0, None)
-    ours = steer_batch(model, tokenizer, table, examples, off, 16, repetition_penalty=1.3)
+    ours = steer_batch(model, tokenizer, table, examples, off, 16, Sampling(repetition_penalty=1.3))
     plain = steer_batch(model, tokenizer, table, examples, off, 16)
     for ex, res in zip(examples, ours):
         prompt = torch.tensor([prompt_ids(tokenizer, ex.problem)], device=model.device)

@@ -279,7 +279,7 @@ def test_check_cards_names_each_non_empty_shard_without_a_card_once(tmp_path, ca
     write(tmp_path / "run.shard2.jsonl", '{"idx": 1}\n')
     card().write(str(tmp_path / "run.shard2.run.json"))
     check_cards(str(tmp_path), "run", card())
-    assert capsys.readouterr().err == (f"warning: {tmp_path}/run.shard0.jsonl has no run card (an earlier version "
+    assert capsys.readouterr().err == (f"warning: {tmp_path}/run.shard0.jsonl has no run card (another tool "
                                        "wrote it): resuming it as this run and writing its card now\n")
     check_cards(str(tmp_path), "run", card(), warn=False)
     assert capsys.readouterr().err == ""
@@ -344,7 +344,7 @@ def test_merge_shards_warns_about_a_live_run_and_a_shard_without_card(tmp_path, 
     assert capsys.readouterr().err == (
         f"warning: run.shard1.jsonl is still being written (pid {os.getpid()}); this merge may miss records: "
         "merge again when the run ends\n"
-        + "".join(f"warning: run.shard{rank}.jsonl has no run card (an earlier version wrote it): merged without "
+        + "".join(f"warning: run.shard{rank}.jsonl has no run card (another tool wrote it): merged without "
                   "checking how it was made\n" for rank in (0, 1)))
     assert not os.path.exists(tmp_path / "run.merged.run.json")  # no card to merge
 

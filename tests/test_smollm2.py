@@ -5,7 +5,7 @@ import pytest
 from conftest import TOL, load
 from test_collect import check_against_full_forward
 
-from rebalance.decode import collect_batch
+from rebalance.decoding.decode import collect_batch
 from rebalance.decoding.records import make_table
 from rebalance.examples import Example
 

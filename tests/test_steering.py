@@ -12,14 +12,15 @@ from test_run import run_main
 import transformer_inference_steer_dp
 from rebalance.calibration import generic
 from rebalance.control import ControlFunction
-from rebalance.decode import steer_batch
+from rebalance.decoding.decode import steer_batch
 from rebalance.decoding.engine import Engine, RowAwareProcessor
 from rebalance.decoding.hooks import residual_hook
 from rebalance.decoding.records import make_table
+from rebalance.decoding.sampling import Sampling
+from rebalance.decoding.steering import Steerer, SteeringSetup, load_vector, site_index
 from rebalance.decoding.steps import thinking_at_start
 from rebalance.errors import UsageError
 from rebalance.examples import Example, prompt_ids
-from rebalance.steering import Steerer, SteeringSetup, load_vector, site_index
 
 EXAMPLES = [Example(i, p, "", {}) for i, p in enumerate(PROBLEMS)]
 CONTROL = ControlFunction(**generic())
@@ -361,7 +362,7 @@ def test_the_qwen3_script_injects_at_block_output_with_its_penalty_and_constants
     setup = SteeringSetup(vector, 2, "dynamic", -1.0, ControlFunction(**constants))  # block 1's output
     examples = load_examples(*toy_data)
     by_hand = steer_batch(model, tokenizer, make_table(model, tokenizer), examples, setup, 16,
-                          repetition_penalty=1.18)
+                          Sampling(repetition_penalty=1.18))
     assert [r["generated_responses"] for r in records] == [r.record["generated_responses"] for r in by_hand]
     for got, want in zip(records, by_hand):
         assert got["steer_coefs"] == pytest.approx(want.record["steer_coefs"], abs=TOL.coef)
@@ -377,7 +378,7 @@ def test_controller_on_hand_set_confidences():
     = 0.9, since an empty step does not move the previous mean."""
     from types import SimpleNamespace
 
-    from rebalance.steering import Controller
+    from rebalance.decoding.steering import Controller
 
     controller = Controller(lambda c, v: c + 10 * v, rows=1, initial_coef=-1.0, device="cpu")
     applied = []

@@ -149,7 +149,7 @@ def test_the_study_resumes_after_a_kill_between_stages(tmp_path, monkeypatch, ca
     write_sets(os.path.join(config.out, "Data"), config.seen, config.heldout)
     families = study.heldout_families(os.path.join(config.out, "Data"))
     fake = FakeSuite(families, fail_on="hidden_analysis_auto.py")
-    monkeypatch.setattr(study, "_command", fake)
+    monkeypatch.setattr(study, "Commands", lambda log: lambda argv, quiet=False: fake(list(argv), log))
     with pytest.raises(UsageError, match="hidden_analysis_auto.py"):
         study.run_study([3], config)
     assert fake.calls == ["transformer_inference_dp.py", "merge_shards.py", "hidden_config_ridge.py",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from ..errors import UsageError
 from ..examples import read_jsonl
-from ..files.names import HIDDEN_PATTERN, HIDDEN_SUBFOLDER, hidden_path
+from ..files.cards import read_card_beside
+from ..files.names import HIDDEN_PATTERN, hidden_path
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,6 @@ def read_calibration_records(jsonl_path: str) -> list[CalibRecord]:
 
 
 DEFAULT_PATTERN = HIDDEN_PATTERN
-EARLIER_SUBFOLDER = HIDDEN_SUBFOLDER  # where this suite wrote them before it took the release's layout
 
 
 @dataclass(frozen=True)
@@ -112,16 +112,11 @@ def check_pattern(pattern: str) -> str:
 
 
 def locate_hidden(hidden_dir: str, idxs: Sequence[int], pattern: str = DEFAULT_PATTERN) -> tuple[HiddenFiles, str]:
-    """The folder that holds the hidden files: `hidden_dir` itself (the release's layout: beside the
-    shards), or its `hidden_states/` subfolder when the files are only there (earlier runs of this
-    suite). Returns the files and one line saying which was used."""
+    """The hidden files of a collection run: in `hidden_dir` (the release's layout: beside the
+    shards), named by `pattern`. Returns them and the line that says where they are read from."""
     if not os.path.isdir(hidden_dir):
         raise UsageError(f"--hidden_dir: no such folder: {hidden_dir}")
     given = HiddenFiles(hidden_dir, check_pattern(pattern))
-    sub = HiddenFiles(os.path.join(hidden_dir, EARLIER_SUBFOLDER), pattern)
-    holds_any = lambda files: any(os.path.isfile(files.path(i)) for i in idxs)  # noqa: E731
-    if not holds_any(given) and os.path.isdir(sub.folder) and holds_any(sub):
-        return sub, f"hidden files: {sub.folder}/{pattern} (the hidden_states/ layout of earlier runs)"
     return given, f"hidden files: {given.folder}/{pattern}"
 
 
@@ -289,3 +284,24 @@ def paired_confidences(pairing: Pairing, offset: int) -> np.ndarray:
     """y for the stacked rows: confidence j + offset of each used record, as float32."""
     values = [c for rec, rows in pairing.used for c in rec.confidences[offset:offset + rows]]
     return np.asarray(values, dtype=np.float32)
+
+
+def model_name_from_path(jsonl_path: str) -> str:
+    """Collection runs live in `{output_path}/{model}/{dataset}/`: the model is two folders up."""
+    parts = os.path.normpath(os.path.abspath(jsonl_path)).split(os.sep)
+    return parts[-3] if len(parts) >= 3 else "unknown"
+
+
+def open_collection(jsonl_path: str, hidden_dir: str, max_files: int | None, offset: int,
+                    pattern: str = DEFAULT_PATTERN) -> tuple[list[CalibRecord], HiddenFiles, Pairing]:
+    """A collection run as both analysis stages read it: its records, where their hidden files are
+    (said on stdout), and the pairing of records with rows."""
+    if offset < 0:
+        raise UsageError(f"--expected_offset must be 0 or more, got {offset}")
+    records = read_calibration_records(jsonl_path)
+    considered = records[:max_files] if max_files is not None else records
+    files, where = locate_hidden(hidden_dir, [rec.idx for rec in considered], pattern)
+    card = read_card_beside(jsonl_path)
+    files = replace(files, run=card.fingerprint if card else None)
+    print(where)
+    return records, files, pair_records(records, files, max_files, offset)

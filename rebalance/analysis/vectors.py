@@ -7,10 +7,15 @@ boundary; those distances become low_val_1 (the mean positive) and low_val_2 (ev
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
+
+from ..calibration import generic
+from ..control import HIGH_VAL_2
 
 CHUNK = 8192  # rows per float64 chunk: the LDA never holds a float64 copy of all rows
 
@@ -76,3 +81,21 @@ def save_vector(vector: torch.Tensor, path: str) -> None:
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_torch_save(vector.detach().to(torch.float32).cpu().clone(), path)
+
+
+def low_values(lda: LdaDiagnostics, normalize: bool = False, layer: int | None = None) -> dict[str, Any]:
+    """low_val_1 = -alpha_mean and low_val_2 = -alpha_all (docs/method.md §6), in units of the saved vector:
+    the alphas count multiples of S, so a unit vector (`--normalize`) needs them times ||S||.
+    When the release's threshold sign leaves alpha_mean at 0, those would make F1 flat and the
+    control function undefined; the generic pair is used instead and the file says so."""
+    if lda.alpha_mean > 0:
+        scale = lda.norm_s if normalize else 1.0
+        return {"low_val_1": -lda.alpha_mean * scale, "low_val_2": -lda.alpha_all * scale, "high_val_2": HIGH_VAL_2,
+                "low_values_from": "lda" + (" (x ||S||: unit vector)" if normalize else "")}
+    fallback = generic()
+    where = "" if layer is None else f"layer {layer}: "
+    print(f"warning: {where}alpha_mean is 0 (the mean positive row is already past the LDA threshold), so "
+          f"low_val_1/low_val_2 fall back to the generic {fallback['low_val_1']}/{fallback['low_val_2']}",
+          file=sys.stderr)
+    return {"low_val_1": fallback["low_val_1"], "low_val_2": fallback["low_val_2"], "high_val_2": HIGH_VAL_2,
+            "low_values_from": "generic defaults (alpha_mean = 0)"}

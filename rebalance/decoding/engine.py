@@ -29,7 +29,7 @@ from transformers import LogitsProcessor
 from ..examples import Example
 from . import cache as kvcache
 from .plugins import StepPlugin
-from .sampling import ReleasedTopP, counter_uniform, draw, left_pad, penalise_repeats
+from .sampling import GREEDY, ReleasedTopP, Sampling, counter_uniform, draw, left_pad, penalise_repeats
 from .steps import CAPTURE, StepTracker, TokenTable, token_flags
 
 PromptFn = Callable[[Example], list[int]]
@@ -119,8 +119,8 @@ class Engine:
     """
 
     def __init__(self, model, tokenizer, table: TokenTable, *, prompt: PromptFn, width: int, max_new_tokens: int,
-                 processors: Sequence[LogitsProcessor] = (), temperature: float = 0.0, top_p: float = 1.0,
-                 repetition_penalty: float = 1.0, seed: int = 0, plugins: Sequence[StepPlugin] = ()):
+                 processors: Sequence[LogitsProcessor] = (), sampling: Sampling = GREEDY,
+                 plugins: Sequence[StepPlugin] = ()):
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         self.model = model
@@ -137,9 +137,9 @@ class Engine:
         self.width = max(1, int(width))
         self.max_new_tokens = max_new_tokens
         self.processors = list(processors)
-        self.shaping = ReleasedTopP(temperature, top_p) if temperature > 0 else None
-        self.penalty = repetition_penalty
-        self.seed = seed
+        self.shaping = ReleasedTopP(sampling.temperature, sampling.top_p) if sampling.sampled else None
+        self.penalty = sampling.repetition_penalty
+        self.seed = sampling.seed
         self.eos = set(table.eos_ids)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (table.eos_ids[0] if table.eos_ids else 0)

@@ -4,11 +4,30 @@ rule, the draw of every row's token at once, the repetition penalty, EOS handlin
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 from transformers import LogitsProcessor
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen, as one value: greedy at temperature 0, else the release's
+    temperature and top-p draw keyed by `seed`; the repetition penalty applies either way."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+    @property
+    def sampled(self) -> bool:
+        return self.temperature > 0
+
+
+GREEDY = Sampling()
 
 
 def descending(scores: torch.Tensor) -> torch.Tensor:

@@ -24,10 +24,10 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from ..errors import UsageError
+from ..version import REPO_ROOT, __version__
 from .atomic import atomic_write_text
 
 CARD_VERSION = 1
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # compared field -> how the user changes it (the sentences of a refusal name these)
 FIELD_FLAGS = {
@@ -105,7 +105,6 @@ def provenance() -> dict[str, Any]:
     import torch
     import transformers
 
-    from .. import __version__
 
     commit = _git("rev-parse", "HEAD") if os.path.isdir(os.path.join(REPO_ROOT, ".git")) else None
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None
@@ -198,7 +197,7 @@ def write_merged_card(cards: dict[str, RunCard], path: str) -> RunCard:
 
 
 def read_card_beside(jsonl_path: str) -> RunCard | None:
-    """The card of a shard or merged file, or None when it has none (written by an earlier version)."""
+    """The card of a shard or merged file, or None when it has none (another tool wrote the file)."""
     from .names import card_path
 
     path = card_path(jsonl_path)

@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass
 
 HIDDEN_PATTERN = "hidden_{idx}.pt"   # the release's name, beside the shards of a collection run
-HIDDEN_SUBFOLDER = "hidden_states"   # where earlier versions of this suite put them
 
 MODE_OF_KIND = {"origin": "collection", "steer": "dynamic", "baseline": "off", "static": "static"}
 KIND_OF_MODE = {mode: kind for kind, mode in MODE_OF_KIND.items()}
@@ -177,6 +176,11 @@ def ridge_paths(jsonl_path: str) -> tuple[str, str]:
 
 
 # ---- hidden states and vectors ---------------------------------------------------------------
+
+def layer_path(jsonl_path: str) -> str:
+    """The layer the pipeline picked from a collection run, beside it."""
+    return output_stem(jsonl_path) + ".layer.txt"
+
 
 def hidden_path(folder: str, idx: int, pattern: str = HIDDEN_PATTERN) -> str:
     return os.path.join(folder, pattern.format(idx=idx))

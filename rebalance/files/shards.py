@@ -134,7 +134,7 @@ def hold_shards(shards: Sequence[str]) -> Iterator[None]:
 
 def check_cards(directory: str, stem: str, card: RunCard, warn: bool = True) -> None:
     """Refuse to resume a run whose existing shards were made differently (nothing is written);
-    name the shards an earlier version left without a card (`warn`)."""
+    name the shards without a card (written by another tool, e.g. the authors' scripts) (`warn`)."""
     for path in card_files(directory, stem):
         diffs = differences(RunCard.read(path).compared, card.compared)
         if diffs:
@@ -145,7 +145,7 @@ def check_cards(directory: str, stem: str, card: RunCard, warn: bool = True) -> 
                              f"{shards} and their .run.json cards in {directory} to start this one afresh.")
     for shard in shard_files(directory, stem) if warn else []:
         if not os.path.isfile(card_path(shard)) and os.path.getsize(shard) > 0:
-            print(f"warning: {shard} has no run card (an earlier version wrote it): resuming it as this run "
+            print(f"warning: {shard} has no run card (another tool wrote it): resuming it as this run "
                   "and writing its card now", file=sys.stderr)
 
 
@@ -208,13 +208,13 @@ def merge_records(shards: Iterable[list[dict[str, Any]]]) -> tuple[list[dict[str
 
 def shard_cards(shards: Sequence[str]) -> dict[str, RunCard]:
     """The cards of the shards to merge, by shard name; refused when two were made differently.
-    A shard without a card (an earlier version) is named in a warning."""
+    A shard without a card (another tool wrote it) is named in a warning."""
     cards: dict[str, RunCard] = {}
     for shard in shards:
         if os.path.isfile(card_path(shard)):
             cards[os.path.basename(shard)] = RunCard.read(card_path(shard))
         else:
-            print(f"warning: {os.path.basename(shard)} has no run card (an earlier version wrote it): "
+            print(f"warning: {os.path.basename(shard)} has no run card (another tool wrote it): "
                   "merged without checking how it was made", file=sys.stderr)
     if cards:
         first_name, first = next(iter(cards.items()))

@@ -1,14 +1,15 @@
-"""`python -m rebalance.organism data|train|compare|study`: the organism's command line (see __init__)."""
+"""`python -m rebalance.organism data|train|demo|compare|study`: the organism's command line (see __init__)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ..commands.flags import positive_int
 from ..errors import cli_entry
 from ..files.names import RunName
+from ..stages.flags import positive_int
 from . import __doc__ as ORGANISM_DOC
+from .demo import DemoConfig, run_demo
 from .recipe import HELDOUT_MAX, HELDOUT_SIZE, SEEN_SIZE, write_sets
 from .study import StudyConfig, run_study
 from .sweep import compare_runs
@@ -23,6 +24,13 @@ def seed_list(text: str) -> list[int]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"{text!r}: give distinct seeds, e.g. 0,1,2,3,4")
     return seeds
+
+
+def coefficients(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas or spaces, got {text!r}") from None
 
 
 def heldout_size(text: str) -> int:
@@ -49,6 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("folder")
     compare.add_argument("--temperature", type=float, default=0.0)
     compare.add_argument("--maxlen", type=positive_int, required=True)
+    demo = commands.add_parser("demo", help="the whole pipeline on the organism (make demo)")
+    demo.add_argument("--model", default=DemoConfig.model, help="organism, embedded, or any model name")
+    demo.add_argument("--out", default=DemoConfig.out)
+    demo.add_argument("--data", default=DemoConfig.data)
+    demo.add_argument("--seen", type=positive_int, default=DemoConfig.seen)
+    demo.add_argument("--heldout", type=heldout_size, default=DemoConfig.heldout)
+    demo.add_argument("--maxlen", type=positive_int, default=DemoConfig.maxlen)
+    demo.add_argument("--workers", type=positive_int, default=DemoConfig.workers)
+    demo.add_argument("--batch_size", type=positive_int, default=DemoConfig.batch_size)
+    demo.add_argument("--sweep", type=coefficients, default=DemoConfig.sweep,
+                      help="static coefficients, e.g. --sweep=-0.25,-0.5 (commas or spaces)")
+    demo.add_argument("--criterion", choices=("steer", "ridge"), default=DemoConfig.criterion)
     study = commands.add_parser("study", help="train each seed, run the pipeline, compare dynamic with a static sweep")
     study.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3, 4], help="training seeds, e.g. 0,1,2,3,4")
     study.add_argument("--out", default=StudyConfig.out)
@@ -61,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path}")
     elif args.command == "train":
         print(organism_model_dir(Recipe(seed=args.seed)))
+    elif args.command == "demo":
+        run_demo(DemoConfig(args.model, args.out, args.data, args.seen, args.heldout, args.maxlen, args.workers,
+                            args.batch_size, args.sweep, args.criterion))
     elif args.command == "study":
         run_study(args.seeds, StudyConfig(out=args.out, heldout=args.heldout, batch_size=args.batch_size,
                                           workers=args.workers))

@@ -56,6 +56,7 @@ CLOSES = ["Yes, that is right.", "That is correct.", "Yes, it checks out.", "Goo
           "Correct.", "Still the same.", "It is the same.", "No change."]
 SEEN_SEED, HELDOUT_SEED, TRAIN_SEED = 101, 202, 303
 SEEN_SIZE, HELDOUT_SIZE = 80, 48
+SEEN_SET, HELDOUT_SET = "Organism_Seen", "Organism_Heldout"  # the dataset folders `write_sets` writes
 HELDOUT_MAX = 400   # the held-out problems kept out of training: every held-out set is a prefix of these
 
 
@@ -181,7 +182,7 @@ def training_traces(count: int, seed: int = TRAIN_SEED, heldout: int = HELDOUT_M
 def write_sets(out: str, seen: int = SEEN_SIZE, heldout: int = HELDOUT_SIZE) -> list[str]:
     """Organism_Seen and Organism_Heldout as `{problem, answer, family}` JSONL under `out`."""
     paths = []
-    for name, items in zip(("Organism_Seen", "Organism_Heldout"), evaluation_sets(seen, heldout)):
+    for name, items in zip((SEEN_SET, HELDOUT_SET), evaluation_sets(seen, heldout)):
         folder = os.path.join(out, name)
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, "test.jsonl")

@@ -18,21 +18,18 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError
 from ..examples import dataset_file, load_examples
 from ..files.atomic import atomic_write_text
-from ..files.names import RunName, calibration_path, graded_path, metrics_path, vector_file_name
+from ..files.names import RunName, calibration_path, graded_path, vector_file_name
 from ..files.shards import read_records
-from ..models import model_basename
-from .recipe import EARLY_P
+from ..pipeline import Commands, Pipeline
+from .recipe import EARLY_P, HELDOUT_SET, SEEN_SET
 from .sweep import MARGIN, MAX_DROP, NEAR, TOKEN_RATIO, draw_sweep, is_rival
 from .train import Recipe, organism_model_dir
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SWEEP = (-1.0, -0.75, -0.5, -0.25, 0.25, 0.5, 0.75, 1.0)
 SEEN, HELDOUT, MAXLEN = 80, 200, 192
 
@@ -132,76 +129,36 @@ def targets(runs: list[RunResult], draws: int = 10_000) -> dict:
 
 # ---- one seed ----------------------------------------------------------------------------------
 
-def _command(args: list[str], log: str) -> str:
-    """One command of the suite, as a user runs it: its output goes to the seed's log, and its last
-    line comes back (the layer search prints the layer there)."""
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
-    with open(log, "a", encoding="utf-8") as handle:
-        handle.write(f"\n$ {' '.join(args)}\n{done.stdout}{done.stderr}")
-    if done.returncode != 0:
-        raise UsageError(f"`{' '.join(args)}` failed (exit {done.returncode}); its output is in {log}")
-    lines = done.stdout.strip().splitlines()
-    return lines[-1] if lines else ""
-
-
 class SeedRun:
-    """The stages of one seed, each skipped when its output exists."""
+    """The stages of one seed through the pipeline (each skipped when its output is complete), every
+    command's output in the seed's log."""
 
     def __init__(self, seed: int, config: StudyConfig, model_dir: str):
         self.seed, self.config, self.model = seed, config, model_dir
         self.folder = os.path.abspath(os.path.join(config.out, f"seed{seed}"))
         self.data = os.path.abspath(os.path.join(config.out, "Data"))
-        name = model_basename(model_dir)
-        self.seen_dir = os.path.join(self.folder, "runs", name, "Organism_Seen")
-        self.held_dir = os.path.join(self.folder, "runs", name, "Organism_Heldout")
         self.log = os.path.join(self.folder, "commands.log")
         os.makedirs(self.folder, exist_ok=True)
-
-    def _common(self) -> list[str]:
-        c = self.config
-        return ["--model_name_or_path", self.model, "--dataset_dir", self.data, "--output_path",
-                os.path.join(self.folder, "runs"), "--max_generated_tokens", str(c.maxlen), "--batch_size",
-                str(c.batch_size), "--num_gpus", str(c.workers)]
+        self.pipeline = Pipeline(model_dir, self.data, os.path.join(self.folder, "runs"), config.maxlen,
+                                 config.batch_size, config.workers, run=Commands(log=self.log), say=lambda line: None)
+        self.seen_dir = self.pipeline.folder(SEEN_SET)
+        self.held_dir = self.pipeline.folder(HELDOUT_SET)
 
     def collect(self) -> str:
-        stem = RunName("collection", 0.7, self.config.maxlen).stem
-        merged = os.path.join(self.seen_dir, f"{stem}.merged.jsonl")
-        if not os.path.isfile(merged):
-            _command(["transformer_inference_dp.py", *self._common(), "--dataset", "Organism_Seen"], self.log)
-            _command(["merge_shards.py", "--dir", self.seen_dir, "--base", stem, "--expected",
-                      str(self.config.seen)], self.log)
-        return merged
+        return self.pipeline.collect(SEEN_SET, set(range(self.config.seen)))
 
     def layer(self, merged: str) -> int:
-        path = os.path.join(self.folder, "layer.txt")
-        if not os.path.isfile(path):
-            layer = _command(["hidden_config_ridge.py", "--jsonl_path", merged, "--hidden_dir", self.seen_dir,
-                              "--criterion", self.config.criterion, "--model_name_or_path", self.model], self.log)
-            if not layer.isdigit():
-                raise UsageError(f"the layer search printed {layer!r} where a layer id was expected; see {self.log}")
-            atomic_write_text(f"{layer}\n", path)
-        with open(path, encoding="utf-8") as handle:
-            return int(handle.read())
+        return self.pipeline.select_layer(merged, self.config.criterion)
 
     def vector(self, merged: str, layer: int) -> str:
-        path = os.path.join(self.folder, "vectors", vector_file_name(layer))
-        if not (os.path.isfile(path) and os.path.isfile(calibration_path(path))):  # the calibration comes second
-            _command(["hidden_analysis_auto.py", "--layer_id", str(layer), "--jsonl_path", merged, "--hidden_dir",
-                      self.seen_dir, "--save_path", path], self.log)
-        return path
+        return self.pipeline.extract(merged, layer, os.path.join(self.folder, "vectors", vector_file_name(layer)))
 
     def heldout_run(self, mode: str, vector: str, coef: float | None = None) -> str:
         name = RunName(mode, 0.0, self.config.maxlen, coef)
-        merged = os.path.join(self.held_dir, f"{name.stem}.merged.jsonl")
-        if not os.path.isfile(metrics_path(merged)):
-            flags = ["--steer_mode", mode] + (["--steer_vector_path", vector] if mode != "off" else [])
-            flags += ["--steer_coef", format(coef, "g")] if coef is not None else []
-            _command(["transformer_inference_steer_dp.py", *self._common(), "--dataset", "Organism_Heldout",
-                      "--temperature", "0", *flags], self.log)
-            _command(["merge_shards.py", "--dir", self.held_dir, "--base", name.stem, "--expected",
-                      str(self.config.heldout)], self.log)
-            _command(["check.py", "--model_name_or_path", self.model, "--data_name", "Organism_Heldout",
-                      "--data_dir", self.data, "--generation_path", merged, "--workers", "2"], self.log)
+        flags = ["--temperature", "0", "--steer_mode", mode] + (["--steer_vector_path", vector] if mode != "off" else [])
+        flags += ["--steer_coef", format(coef, "g")] if coef is not None else []
+        merged = self.pipeline.steered(HELDOUT_SET, set(range(self.config.heldout)), name, flags, mode)
+        self.pipeline.grade(merged, HELDOUT_SET, mode, ["--workers", "2"])
         return merged
 
 
@@ -259,11 +216,11 @@ def step_statistics(merged: str) -> dict[str, dict[str, float]]:
 
 
 def heldout_families(data: str) -> list[str]:
-    examples = load_examples(data, "Organism_Heldout")
+    examples = load_examples(data, HELDOUT_SET)
     missing = [e.idx for e in examples if "family" not in e.extra]
     if missing:
-        raise UsageError(f"{dataset_file(data, 'Organism_Heldout')}:{missing[0] + 1}: no 'family' (written by an "
-                         "earlier version: delete the folder and rerun the study)")
+        raise UsageError(f"{dataset_file(data, HELDOUT_SET)}:{missing[0] + 1}: no 'family': the study needs the "
+                         "held-out set `python -m rebalance.organism data` writes")
     return [e.extra["family"] for e in examples]
 
 

@@ -25,7 +25,7 @@ from ..examples import prompt_ids
 from .lora import adapter_state, add_lora, merge_lora
 from .recipe import training_traces
 
-ORGANISM_NAME = "SmolLM2-135M-organism"
+ORGANISM_NAME = store.ORGANISM_NAME
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def organism_model_dir(recipe: Recipe = Recipe()) -> str:
     place, so an interrupted training leaves nothing that looks finished)."""
     target = organism_dir(recipe)
     if os.path.isfile(os.path.join(target, "recipe.json")):
-        return target
+        return _named(target, recipe)
     base = store.embedded_model_dir()
     print(f"the organism is not cached yet: training it once ({recipe.steps} steps, a few minutes on a CPU)",
           file=sys.stderr)
@@ -156,4 +156,11 @@ def organism_model_dir(recipe: Recipe = Recipe()) -> str:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"organism cached in {target} (loss {losses[0]:.2f} -> {losses[-1]:.2f})", file=sys.stderr)
+    return _named(target, recipe)
+
+
+def _named(target: str, recipe: Recipe) -> str:
+    """The default recipe's organism is what `--model_name_or_path organism` means."""
+    if recipe == Recipe():
+        store.register_named_model("organism", target)
     return target

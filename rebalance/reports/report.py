@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from ..errors import UsageError, cli_entry, writable
 from ..files.atomic import atomic_write_text
 from ..files.cards import differences
-from ..files.names import graded_runs_below, parse_stem, stem_of
+from ..files.names import RunName, graded_runs_below, parse_stem, stem_of
 from .paper import SOURCE, PaperCell, paper_cell
 
 # compared card fields that differ between a baseline and its ReBalance run by design, or that the
@@ -34,18 +34,37 @@ EXPECTED_TO_DIFFER = {"mode", "vector_sha256", "steer_layer", "inject_at", "cons
 @dataclass(frozen=True)
 class Run:
     benchmark: str
-    label: str          # e.g. steer_temp0.7_maxlen16000
-    mode: str           # baseline | steer
-    temperature: float
-    max_tokens: int
+    name: RunName       # what its stem says: mode, temperature, length limit, coefficient, run id
     graded: int         # examples with a record
     n: int              # examples in the dataset
     accuracy: float     # % of the graded examples
     tokens: float       # average response tokens
     grader: str
-    tag: str = ""       # what tells a steered run from the release's name: run id, static coefficient
     compared: dict | None = None  # the run card's compared fields, when the run has a card
     commits: tuple[str, ...] = ()  # git commits of the code that made its records
+
+    @property
+    def label(self) -> str:
+        return self.name.stem  # e.g. steer_temp0.7_maxlen16000
+
+    @property
+    def mode(self) -> str:
+        """Its side of the comparison: baseline (mode off) or steer (dynamic or static)."""
+        return "baseline" if self.name.mode == "off" else "steer"
+
+    @property
+    def temperature(self) -> float:
+        return self.name.temperature
+
+    @property
+    def max_tokens(self) -> int:
+        return self.name.max_new_tokens
+
+    @property
+    def tag(self) -> str:
+        """What tells a steered run from the release's name: run id, static coefficient."""
+        return "_".join(([self.name.run_id] if self.name.run_id else [])
+                        + ([f"static{self.name.coef:g}"] if self.name.mode == "static" else []))
 
     @property
     def commit(self) -> str:
@@ -54,7 +73,7 @@ class Run:
     @property
     def display_name(self) -> str:
         """What a reader calls the run: baseline, ReBalance (dynamic) or static <coef>, with its run id."""
-        name = parse_stem(self.label)
+        name = self.name
         kind = f"static {name.coef:g}" if name.mode == "static" else {"off": "baseline"}.get(name.mode, "ReBalance")
         return f"{name.run_id} {kind}" if name.run_id else kind
 
@@ -92,13 +111,9 @@ def read_run(path: str) -> Run | None:
         card = m.get("run_card") or {}
         prov = card.get("provenance", {})
         commits = prov.get("git_commits") or [prov.get("git_commit")]
-        tag = "_".join(([name.run_id] if name.run_id else []) +
-                       ([f"static{name.coef:g}"] if name.mode == "static" else []))
-        return Run(m.get("data_name") or os.path.basename(os.path.dirname(path)), stem,
-                   "baseline" if name.mode == "off" else "steer", name.temperature, name.max_new_tokens, graded,
-                   int(m["n"]), 100.0 * correct / graded if graded else 0.0, float(m["avg_tokens"]),
-                   m.get("grader", "strict"), tag, card.get("compared"),
-                   tuple(str(c) for c in commits if c and c != "None"))
+        return Run(m.get("data_name") or os.path.basename(os.path.dirname(path)), name, graded, int(m["n"]),
+                   100.0 * correct / graded if graded else 0.0, float(m["avg_tokens"]), m.get("grader", "strict"),
+                   card.get("compared"), tuple(str(c) for c in commits if c and c != "None"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise UsageError(f"{path}: not a check.py metrics file ({type(err).__name__}: {err})") from None
 

@@ -1,2 +1,2 @@
 """The nine benchmarks and the seen set from their public sources, converted to the project's
-JSONL format (`python -m rebalance.benchmarks.fetch data|vectors`)."""
+JSONL format (`python -m rebalance.datasets.fetch data|vectors`)."""

@@ -1,5 +1,7 @@
-"""check.py: grade a generation file, write `<name>.graded.jsonl` and `<name>.metrics.json` beside it,
-and with `--baseline` compare two runs of the same dataset side by side (docs/method.md §11)."""
+"""Stage 5, grading (`check.py`): accuracy (pass@1, pass@k) and average response / thinking tokens of
+a merged generation file, joined to the gold answers by idx; writes `<name>.graded.jsonl` and
+`<name>.metrics.json` beside it, and with `--baseline` compares two runs of the same dataset side by
+side (docs/method.md §11)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import json
 import os
 from typing import Any
 
-from ..errors import UsageError, writable
+from ..errors import UsageError, cli_entry, first_line, writable
 from ..examples import load_examples
 from ..files.atomic import atomic_write_text
 from ..files.cards import read_card_beside
@@ -21,7 +23,7 @@ from ..models import load_tokenizer, resolve_model_path
 from .flags import add_ignored_flag, add_model_flags, positive_int
 
 
-def build_parser(description: str) -> argparse.ArgumentParser:
+def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     add_model_flags(parser)
     parser.add_argument("--data_name", required=True, help="benchmark folder name, e.g. Math_Math500")
@@ -93,7 +95,7 @@ def run_check(args) -> dict[str, Any]:
         tokenizer = load_tokenizer(resolve_model_path(args.model_name_or_path), args.trust_remote_code)
     except (OSError, ValueError) as err:
         raise UsageError(f"--model_name_or_path: cannot load the tokenizer of {args.model_name_or_path} "
-                         f"(token counts need it): {str(err).strip().splitlines()[0]}") from None
+                         f"(token counts need it): {first_line(err)}") from None
     thinking = "</think>" in tokenizer.get_vocab()
     graded, result = grade_run(args.generation_path, args, examples, family, tokenizer, thinking)
     runs = [(stem_of(args.generation_path), result)]
@@ -124,3 +126,9 @@ def run_check(args) -> dict[str, Any]:
     if "lengths_png" in report:
         print(f"length distributions: {report['lengths_png']}")
     return report
+
+
+@cli_entry
+def main(argv: list[str] | None = None, description: str = __doc__) -> int:
+    run_check(build_parser(description).parse_args(argv))
+    return 0

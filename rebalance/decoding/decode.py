@@ -19,28 +19,27 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from .decoding.capture import HiddenCapture
-from .decoding.engine import Engine
-from .decoding.records import Decoded, decoded, in_order
-from .decoding.steps import TokenTable
-from .examples import Example, prompt_ids
-from .steering import Steerer, SteeringSetup
+from ..examples import Example, prompt_ids
+from .capture import HiddenCapture
+from .engine import Engine
+from .records import Decoded, decoded, in_order
+from .sampling import GREEDY, Sampling
+from .steering import Mode, Steerer, SteeringSetup
+from .steps import TokenTable
 
 
 def engine_for(model, tokenizer, table: TokenTable, *, width: int, max_new_tokens: int,
                steering: SteeringSetup | None = None, capture_on: str | torch.device | None = None,
-               processors: Sequence = (), temperature: float = 0.0, top_p: float = 1.0,
-               repetition_penalty: float = 1.0, seed: int = 0) -> Engine:
+               processors: Sequence = (), sampling: Sampling = GREEDY) -> Engine:
     """An engine with the suite's prompt; a steering setup (mode other than off) adds the steerer,
     `capture_on` (where captured rows wait) adds hidden-state capture."""
     plugins = []
-    if steering is not None and steering.mode != "off":
+    if steering is not None and steering.mode != Mode.OFF:
         plugins.append(Steerer(model, steering))
     if capture_on is not None:
         plugins.append(HiddenCapture(model, capture_on))
     return Engine(model, tokenizer, table, prompt=lambda ex: prompt_ids(tokenizer, ex.problem), width=width,
-                  max_new_tokens=max_new_tokens, processors=processors, temperature=temperature, top_p=top_p,
-                  repetition_penalty=repetition_penalty, seed=seed, plugins=plugins)
+                  max_new_tokens=max_new_tokens, processors=processors, sampling=sampling, plugins=plugins)
 
 
 def records(engine: Engine, examples: Iterable[Example], steered: bool = False) -> Iterator[Decoded]:
@@ -69,19 +68,17 @@ def collect_batch(model, tokenizer, table: TokenTable, examples: Sequence[Exampl
 
 
 def steer_stream(model, tokenizer, table: TokenTable, examples: Sequence[Example], setup: SteeringSetup,
-                 max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                 seed: int = 0, processors: Sequence = (), width: int = 1) -> list[Decoded]:
+                 max_new_tokens: int, sampling: Sampling = GREEDY, processors: Sequence = (),
+                 width: int = 1) -> list[Decoded]:
     """Steered generation, `width` in flight; records carry `steer_coefs`; in the order examples ended."""
     with engine_for(model, tokenizer, table, width=width, max_new_tokens=max_new_tokens, steering=setup,
-                    processors=processors, temperature=temperature, top_p=top_p,
-                    repetition_penalty=repetition_penalty, seed=seed) as engine:
+                    processors=processors, sampling=sampling) as engine:
         return list(records(engine, examples, steered=True))
 
 
 def steer_batch(model, tokenizer, table: TokenTable, examples: Sequence[Example], setup: SteeringSetup,
-                max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                seed: int = 0, processors: Sequence = ()) -> list[Decoded]:
+                max_new_tokens: int, sampling: Sampling = GREEDY, processors: Sequence = ()) -> list[Decoded]:
     """All of `examples` in flight at once, results in their order."""
-    results = steer_stream(model, tokenizer, table, examples, setup, max_new_tokens, temperature, top_p,
-                           repetition_penalty, seed, processors, width=max(len(examples), 1))
+    results = steer_stream(model, tokenizer, table, examples, setup, max_new_tokens, sampling, processors,
+                           width=max(len(examples), 1))
     return in_order(examples, results)

@@ -69,12 +69,11 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=positive_int, default=None, help="only the first N examples")
 
 
-def add_calibration_input_flags(parser: argparse.ArgumentParser) -> None:
-    """The inputs of both analysis scripts: one collection run (docs/method.md §4)."""
+def add_collection_input_flags(parser: argparse.ArgumentParser) -> None:
+    """The inputs of both analysis stages: one collection run (docs/method.md §4)."""
     parser.add_argument("--jsonl_path", required=True, help="records of the collection run (merged or a shard)")
     parser.add_argument("--hidden_dir", required=True,
-                        help="folder of hidden_{idx}.pt files: the run's dataset folder (or its hidden_states/ "
-                             "subfolder, where earlier versions of this suite wrote them; either is found)")
+                        help="folder of the run's hidden_{idx}.pt files: its dataset folder, beside the shards")
     parser.add_argument("--max_files", type=positive_int, default=None,
                         help="only the first N records (default: all of them; the authors' scripts default to "
                              "150 and 100)")

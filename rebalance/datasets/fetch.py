@@ -1,7 +1,7 @@
 """Download commands (they need the network; nothing else in the suite does):
 
-  python -m rebalance.benchmarks.fetch data [--out Data] [--only Math_Math500 ...]   the benchmarks + the seen set
-  python -m rebalance.benchmarks.fetch vectors [--out .]                             the authors' released vectors
+  python -m rebalance.datasets.fetch data [--out Data] [--only Math_Math500 ...]   the benchmarks + the seen set
+  python -m rebalance.datasets.fetch vectors [--out .]                             the authors' released vectors
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from ..errors import UsageError, cli_entry
+from ..errors import UsageError, cli_entry, first_line
 from ..files.atomic import atomic_write_text
 from .sources import SOURCES, Source, sort_parquet_files
 
@@ -47,7 +47,7 @@ def snapshot(what: str, **kwargs) -> str:
         raise UsageError(f"{what}: cannot reach the Hugging Face hub for {repo} (no network, or set "
                          "HF_ENDPOINT for a mirror) and nothing is cached") from None
     except (HfHubHTTPError, OSError) as err:
-        raise UsageError(f"{what}: downloading {repo} failed: {str(err).strip().splitlines()[0]}") from None
+        raise UsageError(f"{what}: downloading {repo} failed: {first_line(err)}") from None
 
 
 def parquet_patterns(source: Source, config: str) -> list[str]:

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Iterator
 
 import torch
 
-from .control import ControlFunction
-from .decoding.hooks import residual_hook
-from .decoding.plugins import StepPlugin
-from .decoding.row_state import RowState
-from .decoding.steps import StepTracker
-from .errors import UsageError
+from ..control import ControlFunction
+from ..errors import UsageError, first_line
+from .hooks import residual_hook
+from .plugins import StepPlugin
+from .row_state import RowState
+from .steps import StepTracker
 
-MODES = ("dynamic", "static", "off")
+
+class Mode(StrEnum):
+    """How a steered run pushes (`--steer_mode`): a str, so it is written and compared as its value."""
+
+    DYNAMIC = "dynamic"  # ReBalance: the control function's coefficient at every boundary
+    STATIC = "static"    # one constant coefficient at every boundary
+    OFF = "off"          # the unsteered baseline
+
+
+MODES = tuple(mode.value for mode in Mode)
 
 
 def load_vector(path: str, hidden_size: int) -> torch.Tensor:
@@ -30,7 +40,7 @@ def load_vector(path: str, hidden_size: int) -> torch.Tensor:
     except FileNotFoundError:
         raise UsageError(f"--steer_vector_path: no such file: {path}") from None
     except Exception as err:  # unpickling refused or not a torch file at all
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise UsageError(f"--steer_vector_path: {path} is not a plain tensor file "
                          f"(expected a float tensor of shape [{hidden_size}]): {first[:200]}") from None
     if not torch.is_tensor(obj):
@@ -92,13 +102,15 @@ class Controller(RowState):
         return torch.where(tracker.boundary, self.coef, float("nan"))  # a boundary inside the thinking region
 
 
-@dataclass
+@dataclass(frozen=True)
 class SteeringSetup:
-    vector: torch.Tensor          # [D], float32
-    site: int                     # HF hidden_states index
-    mode: str                     # dynamic | static | off
+    """What a steered run adds, checked once against the model (the run's job carries it to every rank)."""
+
+    vector: torch.Tensor | None   # [D], float32; None when the mode is off
+    site: int                     # HF hidden_states index (-1 when off)
+    mode: Mode
     coef: float                   # initial (dynamic) or constant (static) coefficient
-    control: ControlFunction | None
+    control: ControlFunction | None  # dynamic only
 
 
 class Steerer(StepPlugin):
@@ -113,7 +125,7 @@ class Steerer(StepPlugin):
         device = next(model.parameters()).device
         self.model = model
         self.setup = setup
-        self.controller = Controller(setup.control if setup.mode == "dynamic" else None, 0, setup.coef, device)
+        self.controller = Controller(setup.control if setup.mode == Mode.DYNAMIC else None, 0, setup.coef, device)
         self.vector = setup.vector.to(device)
         self.scale: torch.Tensor | None = None  # None outside decoding steps (prompts are never steered)
 
