@@ -11,7 +11,7 @@ from test_run import collect_argv, run_main, shard_dir
 from transformers import AutoConfig, DynamicCache
 
 import transformer_inference_dp
-from rebalance.decoding.memory import GIB, MemoryPlan, check_plan, kv_bytes_per_token, parameter_count
+from rebalance.decoding.memory import GIB, MemoryPlan, fit_plan, kv_bytes_per_token, parameter_count
 from rebalance.errors import UsageError
 from rebalance.files.shards import read_records
 from rebalance.stages import collect as runs
@@ -61,16 +61,16 @@ def test_a_plan_counts_every_row_at_full_length_and_its_logits():
 
 def test_a_plan_that_does_not_fit_stops_naming_the_numbers_or_narrows_when_asked(capsys):
     p = plan()
-    assert check_plan(plan(available=10 * GIB), "on cuda:0", False) == 8
+    assert fit_plan(plan(available=10 * GIB), "on cuda:0", False) == 8
     with pytest.raises(UsageError) as err:
-        check_plan(p, "on cuda:0", False)
+        fit_plan(p, "on cuda:0", False)
     assert str(err.value) == ("--batch_size 8 needs 0.01 GiB of key/value cache (1000 tokens a row: longest prompt + "
                               "--max_generated_tokens) beside 1.00 GiB of weights, and 1.01 GiB are free on cuda:0: "
                               "--batch_size 7 fits (or add --fit_batch to take it)")
-    assert check_plan(p, "on cuda:0", True) == 7
+    assert fit_plan(p, "on cuda:0", True) == 7
     assert capsys.readouterr().out.endswith("running with --batch_size 7 (--fit_batch)\n")
     with pytest.raises(UsageError, match="not even one row fits"):
-        check_plan(plan(available=GIB // 2), "in RAM", True)
+        fit_plan(plan(available=GIB // 2), "in RAM", True)
 
 
 def test_a_run_that_cannot_fit_stops_before_loading_and_one_that_may_narrow_finishes(tiny_dirs, tmp_path, capsys,

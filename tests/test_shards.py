@@ -13,7 +13,7 @@ from rebalance.files.names import card_path, lock_path, shard_path
 from rebalance.files.shards import (
     ShardLock,
     ShardWriter,
-    check_cards,
+    compare_cards,
     hold_run,
     hold_shards,
     live_writer,
@@ -262,10 +262,10 @@ def test_check_cards_refuses_a_difference_naming_the_card_the_shards_and_the_fla
     write(tmp_path / "run.shard0.jsonl", '{"idx": 0}\n')
     write(tmp_path / "run.shard1.jsonl", "")
     card(seed=42).write(str(tmp_path / "run.shard0.run.json"))
-    check_cards(folder, "run", card(seed=42))  # the same settings: resumes
-    check_cards(folder, "other", card(seed=7))  # another run's stem: nothing to compare
+    compare_cards(folder, "run", card(seed=42))  # the same settings: resumes
+    compare_cards(folder, "other", card(seed=7))  # another run's stem: nothing to compare
     with pytest.raises(UsageError) as err:
-        check_cards(folder, "run", card(seed=7))
+        compare_cards(folder, "run", card(seed=7))
     assert str(err.value) == (
         f"{folder}/run: the existing shards were made with other settings than this run (run.shard0.run.json):\n"
         "  --seed: 42 in the existing shards, 7 now\n"
@@ -278,10 +278,10 @@ def test_check_cards_names_each_non_empty_shard_without_a_card_once(tmp_path, ca
     write(tmp_path / "run.shard1.jsonl", "")  # made by this run's lock, nothing in it yet
     write(tmp_path / "run.shard2.jsonl", '{"idx": 1}\n')
     card().write(str(tmp_path / "run.shard2.run.json"))
-    check_cards(str(tmp_path), "run", card())
+    compare_cards(str(tmp_path), "run", card())
     assert capsys.readouterr().err == (f"warning: {tmp_path}/run.shard0.jsonl has no run card (another tool "
                                        "wrote it): resuming it as this run and writing its card now\n")
-    check_cards(str(tmp_path), "run", card(), warn=False)
+    compare_cards(str(tmp_path), "run", card(), warn=False)
     assert capsys.readouterr().err == ""
 
 

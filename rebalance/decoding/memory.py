@@ -108,7 +108,7 @@ class MemoryPlan:
                 f"and {self.available / GIB:.2f} GiB are free {where}")
 
 
-def check_plan(plan: MemoryPlan, where: str, fit_batch: bool) -> int:
+def fit_plan(plan: MemoryPlan, where: str, fit_batch: bool) -> int:
     """The width to run with: the asked one when it fits; else the widest that fits with
     `fit_batch` (saying so), or an error naming the numbers."""
     if plan.fits:

@@ -132,7 +132,7 @@ def hold_shards(shards: Sequence[str]) -> Iterator[None]:
         yield
 
 
-def check_cards(directory: str, stem: str, card: RunCard, warn: bool = True) -> None:
+def compare_cards(directory: str, stem: str, card: RunCard, warn: bool = True) -> None:
     """Refuse to resume a run whose existing shards were made differently (nothing is written);
     name the shards without a card (written by another tool, e.g. the authors' scripts) (`warn`)."""
     for path in card_files(directory, stem):
@@ -165,10 +165,10 @@ def hold_run(directory: str, stem: str, ranks: Sequence[int], card: RunCard) -> 
     """Everything a run needs before its first record: the cards compared (refused on any
     difference, before anything is written), the shards of `ranks` locked, compared again under
     the locks (a run that started meanwhile), and each shard's card written."""
-    check_cards(directory, stem, card)
+    compare_cards(directory, stem, card)
     shards = [shard_path(directory, stem, rank) for rank in ranks]
     with hold_shards(shards):
-        check_cards(directory, stem, card, warn=False)  # said once already
+        compare_cards(directory, stem, card, warn=False)  # said once already
         for shard in shards:
             write_shard_card(shard, card)
         yield

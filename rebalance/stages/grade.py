@@ -85,7 +85,7 @@ def format_table(runs: list[tuple[str, dict[str, Any]]], k: int) -> str:
     return "\n".join(line(row) for row in [header] + rows)
 
 
-def run_check(args) -> dict[str, Any]:
+def run(args) -> dict[str, Any]:
     family = family_of(args.data_name, args.family)
     examples = load_examples(args.data_dir, args.data_name, split=args.split)
     for flag, path in (("--generation_path", args.generation_path), ("--baseline", args.baseline)):
@@ -130,5 +130,5 @@ def run_check(args) -> dict[str, Any]:
 
 @cli_entry
 def main(argv: list[str] | None = None, description: str = __doc__) -> int:
-    run_check(build_parser(description).parse_args(argv))
+    run(build_parser(description).parse_args(argv))
     return 0

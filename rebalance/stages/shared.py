@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..decoding.decode import records
 from ..decoding.engine import Engine
-from ..decoding.memory import MemoryPlan, available_bytes, check_plan, kv_bytes_per_token, parameter_count
+from ..decoding.memory import MemoryPlan, available_bytes, fit_plan, kv_bytes_per_token, parameter_count
 from ..decoding.records import Decoded
 from ..decoding.steps import STEP_RULE
 from ..examples import Example, dataset_file, load_examples, prompt_fingerprint, prompt_ids
@@ -135,7 +135,7 @@ def plan_memory(job: RunJob) -> RunJob:
     rows = max(1, min(job.batch_size, -(-len(examples) // workers)))  # no wider than a worker's share
     plan = MemoryPlan(rows, longest + job.max_new_tokens, kv_bytes_per_token(text, itemsize), text.vocab_size,
                       params * itemsize, available)
-    width = check_plan(plan, where, job.fit_batch)
+    width = fit_plan(plan, where, job.fit_batch)
     return job if width == rows else replace(job, batch_size=width)
 
 

@@ -23,7 +23,7 @@ from ..errors import UsageError, cli_entry
 from ..examples import load_examples
 from ..files.cards import RunCard, sha256_file
 from ..files.names import shard_path, steered_stem
-from ..files.shards import check_cards
+from ..files.shards import compare_cards
 from ..models import load_model, model_shape
 from ..parallel import Rank, run_data_parallel
 from .flags import add_model_flags, add_run_flags
@@ -152,7 +152,7 @@ def run(job: SteerJob) -> None:
     """Refuse a resume made differently (before any file is written), draw the control surface of a
     dynamic run, then decode every rank's examples."""
     card = steering_card(job)
-    check_cards(job.out_dir, job.base, card, warn=False)
+    compare_cards(job.out_dir, job.base, card, warn=False)
     os.makedirs(job.out_dir, exist_ok=True)
     if job.mode == Mode.DYNAMIC:
         from ..reports.plots import plot_control_surface
