@@ -16,7 +16,7 @@ from rebalance.calibration import generic
 from rebalance.control import ControlFunction
 from rebalance.decoding import engine as engine_module
 from rebalance.decoding.decode import collect_batch, collect_stream, steer_batch, steer_stream
-from rebalance.decoding.engine import Engine, RowAwareProcessor, pad_left, prefill_groups
+from rebalance.decoding.engine import Engine, EngineRows, RowAwareProcessor, pad_left, prefill_groups
 from rebalance.decoding.records import make_table
 from rebalance.decoding.row_state import RowState
 from rebalance.decoding.sampling import Sampling
@@ -154,7 +154,8 @@ def test_smollm2_in_flight_greedy_ids_match_batch_one(smollm2_dir):
 # ---- a refilled slot starts fresh ----------------------------------------------------------------
 
 CARRIED = [("tracker", f) for f in ("thinking", "closed", "finished", "prev_ends_nl", "prev_boundary")] + \
-          [("controller", f) for f in ("sum", "count", "prev_mean", "coef")]
+          [("controller", f) for f in ("sum", "count", "prev_mean", "coef")] + \
+          [("engine", f) for f in ("example_idx", "generated")]  # next_tokens: set by the row's first choice
 
 # Width 1, so each B takes the slot its A has just left. Each A ends in a state a fresh row never
 # has; each B starts where that state would show. R1 template (thinking from the first token):
@@ -223,7 +224,7 @@ def test_a_refilled_slot_carries_nothing_over(leak_cases):
 def test_that_test_catches_each_piece_of_state_leaking(leak_cases, monkeypatch, owner, name):
     """Each piece of per-row state is made to leak in turn (a fresh row takes the value the
     previous example's row ended with): the comparison above must then fail."""
-    cls = {"tracker": StepTracker, "controller": Controller}[owner]
+    cls = {"tracker": StepTracker, "controller": Controller, "engine": EngineRows}[owner]
     last = {}
     real_keep, real_extend = RowState.keep, RowState.extend
 

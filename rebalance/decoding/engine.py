@@ -29,6 +29,7 @@ from transformers import LogitsProcessor
 from ..examples import Example
 from . import cache as kvcache
 from .plugins import StepPlugin
+from .row_state import RowState
 from .sampling import GREEDY, ReleasedTopP, Sampling, counter_uniform, draw, left_pad, penalise_repeats
 from .steps import CAPTURE, StepTracker, TokenTable, token_flags
 
@@ -66,6 +67,18 @@ class _Slot:
 
     def result(self, hit_eos: bool) -> Finished:
         return Finished(self.example, self.prompt, self.tokens, self.logprobs, hit_eos, self.values, self.flags)
+
+
+class EngineRows(RowState):
+    """The engine's own per-row tensors, kept and extended with every other piece of row state."""
+
+    ROW_FIELDS = ("lengths", "next_tokens", "example_idx", "generated")
+
+    def __init__(self, lengths: Sequence[int], example_idx: Sequence[int], device: torch.device):
+        self.lengths = torch.tensor(list(lengths), dtype=torch.long, device=device)   # tokens in the cache
+        self.next_tokens = torch.zeros(len(lengths), dtype=torch.long, device=device)  # the token fed next
+        self.example_idx = torch.tensor(list(example_idx), dtype=torch.long, device=device)
+        self.generated = torch.zeros(len(lengths), dtype=torch.long, device=device)    # tokens chosen so far
 
 
 def prefill_groups(lengths: list[int], budget: int) -> list[list[int]]:
@@ -156,10 +169,7 @@ class Engine:
         self.admitted = 0
         self.cache = kvcache.SlotCache(self.width)
         self.history = torch.zeros(0, 0, dtype=torch.long, device=self.device)  # each row's ids, right-aligned
-        self.lengths = torch.zeros(0, dtype=torch.long, device=self.device)
-        self.next_tokens = torch.zeros(0, dtype=torch.long, device=self.device)
-        self.example_idx = torch.zeros(0, dtype=torch.long, device=self.device)  # the example each row holds
-        self.generated = torch.zeros(0, dtype=torch.long, device=self.device)  # tokens each row has chosen
+        self.rows = EngineRows([], [], self.device)
         self.tracker = StepTracker(self.table, [], self.device)
         self.seen: torch.Tensor | None = None  # [rows, V] tokens each row has seen (repetition penalty)
 
@@ -182,10 +192,7 @@ class Engine:
         self.slots = [self.slots[i] for i in keep]
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
         self.history = self.history.index_select(0, index) if keep else self.history.new_zeros(0, 0)
-        self.lengths = self.lengths.index_select(0, index)
-        self.next_tokens = self.next_tokens.index_select(0, index)
-        self.example_idx = self.example_idx.index_select(0, index)
-        self.generated = self.generated.index_select(0, index)
+        self.rows.keep(index)
         self.tracker.keep(index)
         if self.seen is not None:
             self.seen = self.seen.index_select(0, index)
@@ -244,16 +251,17 @@ class Engine:
 
     def _forward(self) -> torch.Tensor:
         """One decoding step of every live row; returns the logits of the next token."""
-        feed = self.next_tokens[:, None]
+        rows = self.rows
+        feed = rows.next_tokens[:, None]
         columns = max(slot.length for slot in self.slots) + 1  # the longest row's cached tokens and its fed one
-        mask = kvcache.decoding_mask(self.lengths, columns, self.attention, self.dtype)
+        mask = kvcache.decoding_mask(rows.lengths, columns, self.attention, self.dtype)
         self.history = torch.cat([self.history, feed], dim=1)
         starting = [i for i, slot in enumerate(self.slots) if slot.starts_step]
         for plugin in self.plugins:
             plugin.before_forward(self.tracker, starting)
-        self.cache.begin_step(self.lengths, columns)
+        self.cache.begin_step(rows.lengths, columns)
         try:
-            out = self.model(input_ids=feed, attention_mask=mask, position_ids=self.lengths[:, None], use_cache=True,
+            out = self.model(input_ids=feed, attention_mask=mask, position_ids=rows.lengths[:, None], use_cache=True,
                              **{self._cache_kw: self.cache})
         finally:
             self.cache.end_step()
@@ -261,7 +269,7 @@ class Engine:
         for name, pairs in kept:
             for i, value in pairs:
                 self.slots[i].values[name].append(value)
-        self.lengths = self.lengths + 1
+        rows.lengths = rows.lengths + 1
         for slot in self.slots:
             slot.length += 1
         return out.logits[:, -1, :]
@@ -280,11 +288,7 @@ class Engine:
                                   pad_left(ids, total - ids.shape[1], self.pad_id)], dim=0)
         lengths = [len(p) for p in prompts]
         self.cache.admit(cache, lengths, capacity=max(lengths) + self.max_new_tokens)
-        self.lengths = torch.cat([self.lengths, torch.tensor(lengths, device=self.device)])
-        fresh_zeros = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
-        self.next_tokens = torch.cat([self.next_tokens, fresh_zeros])
-        self.example_idx = torch.cat([self.example_idx, torch.tensor([ex.idx for ex in examples], device=self.device)])
-        self.generated = torch.cat([self.generated, fresh_zeros])
+        self.rows.extend(EngineRows(lengths, [ex.idx for ex in examples], self.device))
         self.tracker.extend(StepTracker(self.table, prompts, self.device))
         for plugin in self.plugins:
             plugin.admit(len(prompts))
@@ -299,7 +303,7 @@ class Engine:
         return logits
 
     def _rows(self) -> RowContext:
-        return RowContext(self.example_idx, self.generated)
+        return RowContext(self.rows.example_idx, self.rows.generated)
 
     def _choose(self, logits: torch.Tensor) -> list[Finished]:
         """Next token of every live row, the trackers advanced on it, and the one transfer."""
@@ -317,7 +321,7 @@ class Engine:
             scores = penalise_repeats(scores, self.seen, self.penalty)
         if self.shaping is not None:
             probs = torch.softmax(self.shaping(self.history, scores), dim=-1)
-            tokens = draw(probs, counter_uniform(self.seed, self.example_idx, self.generated))
+            tokens = draw(probs, counter_uniform(self.seed, self.rows.example_idx, self.rows.generated))
         else:
             tokens = scores.argmax(dim=-1)
         if self.seen is not None:
@@ -331,8 +335,8 @@ class Engine:
                 named.append((len(columns), plugin.name))
                 columns.append(column.double())
         packet = torch.stack(columns, dim=1).cpu().tolist()  # the step's one device-to-host transfer
-        self.next_tokens = tokens
-        self.generated = self.generated + 1
+        self.rows.next_tokens = tokens
+        self.rows.generated = self.rows.generated + 1
 
         ended, dead = [], []
         for i, (slot, row) in enumerate(zip(self.slots, packet)):
