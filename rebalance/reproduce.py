@@ -80,7 +80,7 @@ def reproduce(args) -> str:
     print(f"reproducing {name}: {len(benchmarks)} benchmarks x (baseline, ReBalance), temperature "
           f"{args.temperature}, top-p {args.top_p}, seed {args.seed}, {args.max_generated_tokens} new tokens"
           + (f", first {args.limit} examples each" if args.limit else ""), flush=True)
-    ran = []
+    ran = []  # the commands the pipeline ran, to say so when every stage was complete already
     counting = dataclasses.replace(pipeline, run=lambda argv, **kw: ran.append(argv) or pipeline.run(argv, **kw))
     for bench in benchmarks:
         for label, run_name, flags in modes:
