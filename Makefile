@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv test demo organism study reproduce bench bench-gpu mutation data vectors clean
+.PHONY: venv test demo organism study reproduce bench bench-gpu gpu-check mutation data vectors clean
 
 venv: $(VENV)/.installed
 
@@ -44,11 +44,18 @@ bench: venv
 	$(BIN)/python bench/collection.py
 	$(BIN)/python bench/steering.py
 	$(BIN)/python bench/long_context.py
+	$(BIN)/python bench/compiled.py
+	$(BIN)/python bench/step_profile.py
 	$(BIN)/python bench/analysis.py
 	$(BIN)/python bench/grading.py
 
 bench-gpu: venv
 	$(BIN)/python bench/gpu.py
+
+# the one-shot check for a machine lent with a GPU for a few minutes (docs/engine.md): make gpu-check [GPU_OUT=...]
+GPU_OUT ?= bench/results
+gpu-check: venv
+	OUT=$(GPU_OUT) PY=$(BIN)/python bash bench/gpu_check.sh
 
 # mutation testing (slow: a benchmark, not CI): make mutation [MODULES="rebalance/control.py"] [TESTS="tests/test_control.py"]
 # modules and their tests in bench/mutation.py, shared settings in pyproject.toml; one thread per worker

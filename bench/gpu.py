@@ -1,29 +1,35 @@
 #!/usr/bin/env python
-"""The GPU measurement: plain `generate`, dynamic ReBalance steering and the collection run on a
-random model of DeepSeek-R1-Distill-Qwen-1.5B's shape (Qwen2, hidden 1536, 28 blocks, vocab
-151936), built from a config so nothing is downloaded, in bf16. Greedy rows: batch 1, 16 and 64,
-512 new tokens per row (EOS forbidden, a step boundary forced every 32 tokens so steering and
-capture do their real work). Then the paper's settings at the widest batch:
-  sampled   T 0.7, top-p 0.95 (plain `generate` and steered, both sampling)
+"""The GPU measurement, on a random model of DeepSeek-R1-Distill-Qwen-1.5B's shape (Qwen2, hidden 1536,
+28 blocks, vocab 151936), built from a config so nothing is downloaded, in bf16. Four parts, each
+appending its rows to `gpu_<shape>.jsonl` the moment they are measured (so a run cut off returns
+what it had), then a table and JSON of everything measured so far:
+  greedy    widest batch first (1, 16, 64), 512 new tokens a row (EOS forbidden, a step boundary
+            forced every 32 tokens so steering and capture do their real work): plain `generate`;
+            transformers' own continuous batching (`generate_batch`, paged attention), without and
+            with its CUDA graphs, unsteered (the anchor); this suite's engine unsteered, steered
+            (dynamic ReBalance) and collecting, each eager and compiled (`--compile`)
+  sampled   T 0.7, top-p 0.95 at the widest batch: plain, continuous batching, steered eager and compiled
   ragged    a queue of 4 x batch examples whose lengths are forced from a long-tailed law (10 % at
-            the limit): plain `generate` in static batches against the steered engine refilling
-            slots; tokens/s counts each row's tokens up to its EOS
+            the limit): plain `generate` in static batches against the steered engine refilling slots
   long      batch 16 with 8,192-token prompts, 64 new tokens: decoding against a long cache
 The floor of a decoding step is the bytes it must read (weights, and the key/value cache at the
 run's mean context) over the device-to-device copy bandwidth; each row reports its share of it.
 
-  python bench/gpu.py                 # on a GPU: table on stdout, JSON in bench/results/
-  python bench/gpu.py --rehearse      # the same code on the CPU at a tiny shape, in seconds
+  python bench/gpu.py [--parts greedy,sampled,ragged,long]   # on a GPU, into bench/results/
+  python bench/gpu.py --rehearse                             # the same code on the CPU, tiny shape
 
-Targets: steered >= 0.95 x plain and collection >= 0.85 x plain at every greedy batch size;
-steered tokens/s at batch 64 >= 20 x batch 1; sampled steered >= 0.95 x sampled plain; ragged
-steered >= 1.2 x plain; long-context steered >= 1.0 x plain.
+Targets: steered >= 0.95 x plain, collection >= 0.85 x plain, steered >= 0.95 x the unsteered engine
+(eager and compiled alike) at every greedy batch size; steered at the widest batch >= 0.9 x
+continuous batching with the same graph setting (eager against no graphs, compiled against CUDA
+graphs) and, compiled, >= 30 % of the floor; steered at batch 64 >= 20 x batch 1; sampled steered
+>= 0.95 x sampled plain; ragged steered >= 1.2 x plain; long-context steered >= 1.0 x plain.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from contextlib import ExitStack
 import os
 import platform
 import time
@@ -35,12 +41,12 @@ from transformers import LogitsProcessor
 
 from rebalance.calibration import released
 from rebalance.control import ControlFunction
-from rebalance.decoding.decode import collect_batch, steer_batch, steer_stream
+from rebalance.decoding.decode import engine_for, steer_stream
 from rebalance.decoding.memory import kv_bytes_per_token
 from rebalance.decoding.records import make_table
-from rebalance.decoding.sampling import Sampling, SuppressTokens
+from rebalance.decoding.sampling import GREEDY, Sampling, SuppressTokens
 from rebalance.decoding.sites import num_residual_sites
-from rebalance.decoding.steering import SteeringSetup, site_index
+from rebalance.decoding.steering import Mode, SteeringSetup, site_index
 from rebalance.examples import Example, prompt_ids
 
 SHAPES = {
@@ -115,142 +121,282 @@ def device_name(device: str) -> str:
     return torch.cuda.get_device_name(device) if device.startswith("cuda") else (platform.processor() or "cpu")
 
 
-def measure(args) -> dict:
-    dtype = getattr(torch, args.dtype)
-    model = random_model(args.shape, dtype, args.device)
-    tokenizer = word_tokenizer(model.config.vocab_size)
-    table = make_table(model, tokenizer)
-    eos = list(table.eos_ids)
-    boundary = tokenizer.convert_tokens_to_ids("ĊĊ")
-    shaping = lambda: [SuppressTokens(eos), BoundaryEvery(boundary, args.boundary_every)]  # noqa: E731
-    layer, constants = released("DeepSeek-R1-Distill-Qwen-1.5B")
-    layer = min(layer, model.config.num_hidden_layers - 1)
-    vector = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(0))
-    setup = SteeringSetup(vector, site_index(num_residual_sites(model), layer, "input"), "dynamic", -1.0,
-                          ControlFunction(**constants))
-    examples = lambda ps: [Example(i, p, "", {}) for i, p in enumerate(ps)]  # noqa: E731
-    methods = {
-        "plain": lambda ps, n: plain_generate(model, tokenizer, ps, n, eos, extra=shaping()[1:]),
-        "steered": lambda ps, n: steer_batch(model, tokenizer, table, examples(ps), setup, n, processors=shaping()),
-        "collect": lambda ps, n: collect_batch(model, tokenizer, table, examples(ps), n, processors=shaping(),
-                                               rows_device="cpu"),
-    }
-    sampled = {
-        "plain": lambda ps, n: plain_generate(model, tokenizer, ps, n, eos, extra=shaping()[1:], **SAMPLING),
-        "steered": lambda ps, n: steer_batch(model, tokenizer, table, examples(ps), setup, n, Sampling(**SAMPLING),
-                                             processors=shaping()),
-    }
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    bandwidth = copy_bandwidth(args.device, max(weight_bytes, 64 << 20))
-    per_token = kv_bytes_per_token(model.config, torch.finfo(dtype).bits // 8)
+class Bench:
+    """The model, tokenizer and steering setup every part measures with, and the step floor."""
 
-    def floor_s(batch: int, context: float) -> float:
+    def __init__(self, args):
+        self.args = args
+        dtype = getattr(torch, args.dtype)
+        self.model = random_model(args.shape, dtype, args.device)
+        self.tokenizer = word_tokenizer(self.model.config.vocab_size)
+        self.table = make_table(self.model, self.tokenizer)
+        self.eos = list(self.table.eos_ids)
+        self.boundary = self.tokenizer.convert_tokens_to_ids("ĊĊ")
+        layer, constants = released("DeepSeek-R1-Distill-Qwen-1.5B")
+        layer = min(layer, self.model.config.num_hidden_layers - 1)
+        vector = torch.randn(self.model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+        self.setup = SteeringSetup(vector, site_index(num_residual_sites(self.model), layer, "input"), Mode.DYNAMIC,
+                                   -1.0, ControlFunction(**constants))
+        self.weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        self.bandwidth = copy_bandwidth(args.device, max(self.weight_bytes, 64 << 20))
+        self.per_token = kv_bytes_per_token(self.model.config, torch.finfo(dtype).bits // 8)
+        self.entered = ExitStack()  # the engines of the part being measured (their hooks stay registered)
+
+    def meta(self) -> dict:
+        args = self.args
+        return {"device": device_name(args.device), "torch": torch.__version__,
+                "transformers": __import__("transformers").__version__, "cuda": torch.version.cuda,
+                "shape": args.shape, **SHAPES[args.shape], "dtype": args.dtype, "new_tokens": args.new_tokens,
+                "boundary_every": args.boundary_every, "weight_bytes": self.weight_bytes,
+                "copy_bandwidth_GBps": self.bandwidth / 1e9, "floor_step_ms": 1000 * self.floor_s(1, 0),
+                "kv_bytes_per_token": self.per_token, "long_context": args.long_context}
+
+    def floor_s(self, batch: int, context: float) -> float:
         """Seconds a decoding step needs at least: the weights and the cache it reads, at copy speed."""
-        return (weight_bytes + batch * context * per_token) / bandwidth
+        return (self.weight_bytes + batch * context * self.per_token) / self.bandwidth
 
-    def row(setting, name, batch, tok_s, context):
+    def row(self, setting, name, batch, tok_s, context, **extra) -> dict:
         step_s = batch / tok_s
         return {"setting": setting, "method": name, "batch": batch, "tokens_per_s": tok_s, "step_ms": 1000 * step_s,
-                "floor_fraction": floor_s(batch, context) / step_s}
+                "floor_fraction": self.floor_s(batch, context) / step_s, **extra}
 
-    def timed(setting, runs, problems, batch, new_tokens, context):
-        for name, run in runs.items():
-            run(problems, 4)  # warm-up: kernels, allocator, hooks
+    def shaping(self) -> list:
+        return [SuppressTokens(self.eos), BoundaryEvery(self.boundary, self.args.boundary_every)]
+
+    def engine_run(self, kind: str, compiled: bool, sampling: Sampling = GREEDY):
+        """run(problems, new_tokens) of the in-flight engine: unsteered, steered or collecting. One
+        engine a batch size serves every call (its hooks, and so its compiled step, stay the same),
+        entered until `close`; the seconds its compiling took land in `compile_s`."""
+        spent = {"compile_s": 0.0}
+        engines = {}
+
+        def run(problems, new_tokens):
+            engine = engines.get(len(problems))
+            if engine is None:
+                engine = engine_for(self.model, self.tokenizer, self.table, width=len(problems),
+                                    max_new_tokens=new_tokens, steering=self.setup if kind == "steered" else None,
+                                    capture_on="cpu" if kind == "collect" else None, processors=self.shaping(),
+                                    sampling=sampling)
+                if compiled:
+                    engine.compile(self.args.compile_backend)
+                engines[len(problems)] = self.entered.enter_context(engine)
+            engine.max_new_tokens = new_tokens
+            for _ in engine.run(Example(i, p, "", {}) for i, p in enumerate(problems)):
+                pass
+            spent["compile_s"] = sum(e.forward.compile_seconds for e in engines.values())
+        return run, spent
+
+    def cb_run(self, graphs: bool, sampling: dict):
+        """run(problems, new_tokens) of transformers' own continuous batching (`generate_batch`, paged
+        attention), unsteered: the anchor a user would compare against."""
+        from transformers import ContinuousBatchingConfig, GenerationConfig
+
+        def run(problems, new_tokens):
+            prompts = [prompt_ids(self.tokenizer, p) for p in problems]
+            config = GenerationConfig(max_new_tokens=new_tokens, do_sample=bool(sampling), eos_token_id=-1,
+                                      pad_token_id=self.tokenizer.pad_token_id, **sampling)
+            attention = self.model.config._attn_implementation
+            try:
+                out = self.model.generate_batch(inputs=prompts, generation_config=config, progress_bar=False,
+                                                continuous_batching_config=ContinuousBatchingConfig(use_cuda_graph=graphs))
+            finally:  # generate_batch may switch the model to its own attention
+                self.model.set_attn_implementation(attention)
+            assert len(out) == len(prompts), "continuous batching returned fewer results than prompts"
+        return run, {}
+
+
+def greedy_methods(bench: Bench) -> dict:
+    """Every way of decoding the greedy part compares, in the order they are timed."""
+    methods = {"plain": (lambda ps, n: plain_generate(bench.model, bench.tokenizer, ps, n, bench.eos,
+                                                      extra=bench.shaping()[1:]), {}),
+               "cb": bench.cb_run(False, {}), "cb_graphs": bench.cb_run(True, {})}
+    for kind, compiled in (("engine", False), ("steered", False), ("steered", True), ("engine", True),
+                           ("collect", False), ("collect", True)):  # what the targets need first
+        methods[kind + ("_compiled" if compiled else "")] = bench.engine_run(kind, compiled)
+    return methods
+
+
+def sampled_methods(bench: Bench) -> dict:
+    sampling = Sampling(**SAMPLING)
+    return {"plain": (lambda ps, n: plain_generate(bench.model, bench.tokenizer, ps, n, bench.eos,
+                                                   extra=bench.shaping()[1:], **SAMPLING), {}),
+            "cb": bench.cb_run(False, SAMPLING),
+            "steered": bench.engine_run("steered", False, sampling),
+            "steered_compiled": bench.engine_run("steered", True, sampling)}
+
+
+def timed(bench: Bench, setting: str, methods: dict, problems, batch: int, new_tokens: int, context: float,
+          emit) -> None:
+    for name, (run, spent) in methods.items():
+        try:
+            run(problems, new_tokens)  # warm-up at full length: kernels, allocator, and every shape a compiled step meets
             tok_s = tokens_per_second(lambda ps: run(ps, new_tokens), problems, batch, new_tokens)
-            rows.append(row(setting, name, batch, tok_s, context))
+        except Exception as err:  # one method that cannot run here (say, no paged attention) leaves a note
+            emit({"setting": setting, "method": name, "batch": batch, "error": f"{type(err).__name__}: {err}"[:300]})
+            continue
+        emit(bench.row(setting, name, batch, tok_s, context, **spent))
 
-    def mean_prompt(problems) -> float:
-        return sum(len(prompt_ids(tokenizer, p)) for p in problems) / len(problems)
 
-    rows = []
-    batches = [int(b) for b in args.batches.split(",")]
-    for batch in batches:
+def mean_prompt(bench: Bench, problems) -> float:
+    return sum(len(prompt_ids(bench.tokenizer, p)) for p in problems) / len(problems)
+
+
+def part_greedy(bench: Bench, emit) -> None:
+    """Greedy rows, widest batch first: the batch the targets are read at comes before any cut-off."""
+    args = bench.args
+    for batch in sorted((int(b) for b in args.batches.split(",")), reverse=True):
         problems = bench_problems(batch, seed=batch)
-        prompt = mean_prompt(problems)
-        timed("greedy", methods, problems, batch, args.new_tokens, prompt + args.new_tokens / 2)
-        print(f"batch {batch} done", flush=True)
-    widest = batches[-1]  # the last greedy batch's problems and prompt length serve the rows below
-    timed("sampled", sampled, problems, widest, args.new_tokens, prompt + args.new_tokens / 2)
-    rows.extend(ragged_rows(model, tokenizer, table, setup, widest, args, row, prompt))
-    long_batch, rng = min(16, widest), torch.Generator().manual_seed(0)
-    words = torch.randint(len(SPECIALS), model.config.vocab_size, (long_batch, args.long_context), generator=rng)
-    long_problems = [" ".join(f"w{int(i)}" for i in line) for line in words]
-    timed("long", {k: methods[k] for k in ("plain", "steered")}, long_problems, long_batch, args.long_tokens,
-          args.long_context + args.long_tokens / 2)
-    print("sampled, ragged and long rows done", flush=True)
-    return {
-        "device": device_name(args.device), "torch": torch.__version__,
-        "transformers": __import__("transformers").__version__, "cuda": torch.version.cuda,
-        "shape": args.shape, **SHAPES[args.shape], "dtype": args.dtype, "new_tokens": args.new_tokens,
-        "boundary_every": args.boundary_every, "weight_bytes": weight_bytes, "copy_bandwidth_GBps": bandwidth / 1e9,
-        "floor_step_ms": 1000 * floor_s(1, 0), "kv_bytes_per_token": per_token, "long_context": args.long_context,
-        "rows": rows, "targets": targets(rows),
-    }
+        timed(bench, "greedy", greedy_methods(bench), problems, batch, args.new_tokens,
+              mean_prompt(bench, problems) + args.new_tokens / 2, emit)
 
 
-def ragged_rows(model, tokenizer, table, setup, width: int, args, row, prompt: float) -> list[dict]:
+def part_sampled(bench: Bench, emit) -> None:
+    args = bench.args
+    widest = max(int(b) for b in args.batches.split(","))
+    problems = bench_problems(widest, seed=widest)
+    timed(bench, "sampled", sampled_methods(bench), problems, widest, args.new_tokens,
+          mean_prompt(bench, problems) + args.new_tokens / 2, emit)
+
+
+def part_ragged(bench: Bench, emit) -> None:
+    widest = max(int(b) for b in bench.args.batches.split(","))
+    problems = bench_problems(widest, seed=widest)
+    for row in ragged_rows(bench, widest, mean_prompt(bench, problems)):
+        emit(row)
+
+
+def part_long(bench: Bench, emit) -> None:
+    args = bench.args
+    batch, rng = min(16, max(int(b) for b in args.batches.split(","))), torch.Generator().manual_seed(0)
+    words = torch.randint(len(SPECIALS), bench.model.config.vocab_size, (batch, args.long_context), generator=rng)
+    problems = [" ".join(f"w{int(i)}" for i in line) for line in words]
+    methods = greedy_methods(bench)
+    timed(bench, "long", {k: methods[k] for k in ("plain", "steered", "steered_compiled")}, problems, batch,
+          args.long_tokens, args.long_context + args.long_tokens / 2, emit)
+
+
+PARTS = {"greedy": part_greedy, "sampled": part_sampled, "ragged": part_ragged, "long": part_long}
+
+
+def ragged_rows(bench: Bench, width: int, prompt: float) -> list[dict]:
     """A long-tailed queue of 4 x width examples: plain `generate` in static batches of `width`
     (each batch runs until its longest row ends) against the steered engine refilling slots."""
+    args, table = bench.args, bench.table
     count, limit = 4 * width, args.new_tokens
     lengths = longtail_lengths(count, limit, seed=width)
     problems = bench_problems(count, seed=count)
-    boundary = tokenizer.convert_tokens_to_ids("ĊĊ")
     out = []
     for name in ("plain", "steered"):
         start, tokens = time.perf_counter(), 0
         if name == "plain":
-            tokens, _ = static_batches(model, tokenizer, problems, width, limit, lengths, table.eos_ids,
-                                       extra=[BoundaryEvery(boundary, args.boundary_every)])
+            tokens, _ = static_batches(bench.model, bench.tokenizer, problems, width, limit, lengths, table.eos_ids,
+                                       extra=[BoundaryEvery(bench.boundary, args.boundary_every)])
         else:
             force = RowLengths(lengths, table.eos_ids[0])
-            done = steer_stream(model, tokenizer, table, [Example(i, p, "", {}) for i, p in enumerate(problems)],
-                                setup, limit, processors=[BoundaryEvery(boundary, args.boundary_every), force],
-                                width=width)
+            done = steer_stream(bench.model, bench.tokenizer, table,
+                                [Example(i, p, "", {}) for i, p in enumerate(problems)], bench.setup, limit,
+                                processors=[BoundaryEvery(bench.boundary, args.boundary_every), force], width=width)
             tokens = sum(len(d.tokens) for d in done)
         synchronize(args.device)
         tok_s = tokens / (time.perf_counter() - start)
-        out.append(row("ragged", name, width, tok_s, prompt + sum(lengths) / count / 2))
+        out.append(bench.row("ragged", name, width, tok_s, prompt + sum(lengths) / count / 2))
     return out
+
+
+def ratio(speed: dict, top: tuple, bottom: tuple, floor: float) -> dict:
+    """One target: speed[top] / speed[bottom] against `floor`; not measured when a row is missing."""
+    if top not in speed or bottom not in speed:
+        return {"ratio": None, "target": floor, "met": None}
+    value = speed[top] / speed[bottom]
+    return {"ratio": value, "target": floor, "met": value >= floor}
 
 
 def targets(rows: list[dict]) -> dict:
-    """Every target, with the measured ratio and whether it is met."""
+    """Every target, with the measured ratio and whether it is met (None: a row it needs is missing)."""
+    rows = [r for r in rows if "tokens_per_s" in r]
     speed = {(r["setting"], r["method"], r["batch"]): r["tokens_per_s"] for r in rows}
-    batches = sorted({r["batch"] for r in rows if r["setting"] == "greedy"})
+    greedy = sorted({r["batch"] for r in rows if r["setting"] == "greedy"})
     out = {}
-    for name, floor in (("steered", 0.95), ("collect", 0.85)):
-        ratios = {b: speed[("greedy", name, b)] / speed[("greedy", "plain", b)] for b in batches}
-        out[f"{name}_vs_plain"] = {"ratios": ratios, "target": floor, "met": min(ratios.values()) >= floor}
-    scale = speed[("greedy", "steered", batches[-1])] / speed[("greedy", "steered", batches[0])]
-    out["steered_scaling"] = {"ratio": scale, "batches": [batches[0], batches[-1]], "target": 20.0,
-                              "met": scale >= 20.0}
+    if greedy:
+        top, low = greedy[-1], greedy[0]
+        for name, over, floor in (("steered", "plain", 0.95), ("collect", "plain", 0.85),
+                                  ("steered", "engine", 0.95), ("steered_compiled", "engine_compiled", 0.95)):
+            ratios = {b: ratio(speed, ("greedy", name, b), ("greedy", over, b), floor)["ratio"] for b in greedy}
+            measured = [v for v in ratios.values() if v is not None]
+            out[f"{name}_vs_{over}"] = {"ratios": ratios, "target": floor,
+                                        "met": min(measured) >= floor if measured else None}
+        out["steered_scaling"] = {**ratio(speed, ("greedy", "steered", top), ("greedy", "steered", low), 20.0),
+                                  "batches": [low, top]}
+        out["steered_vs_cb"] = {**ratio(speed, ("greedy", "steered", top), ("greedy", "cb", top), 0.9), "batch": top}
+        out["steered_compiled_vs_cb_graphs"] = {**ratio(speed, ("greedy", "steered_compiled", top),
+                                                        ("greedy", "cb_graphs", top), 0.9), "batch": top}
+        floor_row = [r for r in rows if (r["setting"], r["method"], r["batch"]) == ("greedy", "steered_compiled", top)]
+        share = floor_row[0]["floor_fraction"] if floor_row else None
+        out["steered_compiled_floor_share"] = {"ratio": share, "batch": top, "target": 0.3,
+                                               "met": share >= 0.3 if share is not None else None}
     for setting, floor in (("sampled", 0.95), ("ragged", 1.2), ("long", 1.0)):
-        (batch,) = {r["batch"] for r in rows if r["setting"] == setting}
-        ratio = speed[(setting, "steered", batch)] / speed[(setting, "plain", batch)]
-        out[f"{setting}_steered_vs_plain"] = {"ratio": ratio, "batch": batch, "target": floor, "met": ratio >= floor}
+        batches = {r["batch"] for r in rows if r["setting"] == setting}
+        if batches:
+            (batch,) = batches
+            out[f"{setting}_steered_vs_plain"] = {**ratio(speed, (setting, "steered", batch), (setting, "plain", batch),
+                                                          floor), "batch": batch}
     return out
 
 
-def format_table(result: dict) -> str:
-    lines = [f"{result['device']} | torch {result['torch']} | transformers {result['transformers']} | "
-             f"CUDA {result['cuda']} | {result['shape']} {result['dtype']}, {result['new_tokens']} new tokens, "
-             f"boundary every {result['boundary_every']}",
-             f"weights {result['weight_bytes'] / 2**30:.2f} GiB, "
-             f"copy bandwidth {result['copy_bandwidth_GBps']:.0f} GB/s, "
-             f"floor {result['floor_step_ms']:.2f} ms a step for the weights alone, plus "
-             f"{result['kv_bytes_per_token'] / 1024:.0f} KiB a cached token "
-             f"(long rows: {result['long_context']} tokens)",
-             f"{'setting':<8} {'method':<8} {'batch':>5} {'tok/s':>10} {'ms/step':>8} {'x plain':>8} {'of floor':>8}"]
-    plain = {(r["setting"], r["batch"]): r["tokens_per_s"] for r in result["rows"] if r["method"] == "plain"}
-    for r in result["rows"]:
-        lines.append(f"{r['setting']:<8} {r['method']:<8} {r['batch']:>5} {r['tokens_per_s']:>10.1f} "
-                     f"{r['step_ms']:>8.2f} {r['tokens_per_s'] / plain[(r['setting'], r['batch'])]:>8.2f} "
-                     f"{100 * r['floor_fraction']:>7.1f}%")
-    for name, t in result["targets"].items():
+def format_table(meta: dict, rows: list[dict]) -> str:
+    lines = [f"{meta['device']} | torch {meta['torch']} | transformers {meta['transformers']} | "
+             f"CUDA {meta['cuda']} | {meta['shape']} {meta['dtype']}, {meta['new_tokens']} new tokens, "
+             f"boundary every {meta['boundary_every']}",
+             f"weights {meta['weight_bytes'] / 2**30:.2f} GiB, "
+             f"copy bandwidth {meta['copy_bandwidth_GBps']:.0f} GB/s, "
+             f"floor {meta['floor_step_ms']:.2f} ms a step for the weights alone, plus "
+             f"{meta['kv_bytes_per_token'] / 1024:.0f} KiB a cached token "
+             f"(long rows: {meta['long_context']} tokens)",
+             f"{'setting':<8} {'method':<17} {'batch':>5} {'tok/s':>10} {'ms/step':>8} {'x plain':>8} {'of floor':>8} "
+             f"{'compile s':>9}"]
+    plain = {(r["setting"], r["batch"]): r["tokens_per_s"] for r in rows if r["method"] == "plain" and "tokens_per_s" in r}
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['setting']:<8} {r['method']:<17} {r['batch']:>5} not measured: {r['error']}")
+            continue
+        base = plain.get((r["setting"], r["batch"]))
+        versus = f"{r['tokens_per_s'] / base:>8.2f}" if base else f"{'-':>8}"
+        compiled = f"{r['compile_s']:>9.1f}" if r.get("compile_s") else f"{'':>9}"
+        lines.append(f"{r['setting']:<8} {r['method']:<17} {r['batch']:>5} {r['tokens_per_s']:>10.1f} "
+                     f"{r['step_ms']:>8.2f} {versus} {100 * r['floor_fraction']:>7.1f}% {compiled}")
+    for name, t in targets(rows).items():
         shown = t.get("ratios", t.get("ratio"))
-        shown = ", ".join(f"b{b} {v:.2f}" for b, v in shown.items()) if isinstance(shown, dict) else f"{shown:.2f}x"
-        lines.append(f"target {name}: {shown} (>= {t['target']}) {'met' if t['met'] else 'MISSED'}")
+        if isinstance(shown, dict):
+            shown = ", ".join(f"b{b} {v:.2f}" if v is not None else f"b{b} -" for b, v in shown.items())
+        else:
+            shown = f"{shown:.2f}x" if shown is not None else "not measured"
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        lines.append(f"target {name}: {shown} (>= {t['target']}) {verdict}")
     return "\n".join(lines)
+
+
+def read_rows(path: str) -> tuple[dict, list[dict]]:
+    """The last meta line and every row of a results file (JSON lines)."""
+    meta, rows = {}, []
+    with open(path) as handle:
+        for line in handle:
+            item = json.loads(line)
+            if "meta" in item:
+                meta = item["meta"]
+            else:
+                rows.append(item)
+    return meta, rows
+
+
+def write_report(stem: str) -> str:
+    """The table and the JSON of everything `stem`.jsonl holds so far."""
+    meta, rows = read_rows(f"{stem}.jsonl")
+    table = format_table(meta, rows)
+    with open(f"{stem}.json", "w") as handle:
+        json.dump({**meta, "rows": rows, "targets": targets(rows)}, handle, indent=2)
+    with open(f"{stem}.txt", "w") as handle:
+        handle.write(table + "\n")
+    return table
 
 
 def main() -> None:
@@ -264,24 +410,42 @@ def main() -> None:
     parser.add_argument("--boundary_every", type=int, default=32)
     parser.add_argument("--long_context", type=int, default=8192, help="prompt tokens of the long-context rows")
     parser.add_argument("--long_tokens", type=int, default=64, help="new tokens of the long-context rows")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help="which parts to run, in order; each appends its rows to the results as it goes")
+    parser.add_argument("--fresh", action="store_true", help="start the results file afresh")
+    parser.add_argument("--report", action="store_true", help="only write the table of the results so far")
+    parser.add_argument("--compile_backend", default="inductor",
+                        help="torch.compile backend of the compiled rows (the rehearsal traces only: aot_eager)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = parser.parse_args()
     if args.rehearse:
         args.device, args.dtype, args.shape, args.batches, args.new_tokens, args.boundary_every = (
             "cpu", "float32", "rehearsal", "1,4", 16, 4)
-        args.long_context, args.long_tokens = 256, 8
+        args.long_context, args.long_tokens, args.compile_backend = 256, 8, "aot_eager"
     elif not torch.cuda.is_available() and args.device.startswith("cuda"):
         parser.error("no CUDA device here: run with --rehearse to check the script on the CPU")
-    result = measure(args)
-    table = format_table(result)
-    print(table)
+    unknown = set(args.parts.split(",")) - set(PARTS)
+    if unknown:
+        parser.error(f"--parts: unknown {', '.join(sorted(unknown))} (choose from {', '.join(PARTS)})")
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"gpu_{'rehearsal' if args.rehearse else args.shape}")
-    with open(f"{stem}.json", "w") as handle:
-        json.dump(result, handle, indent=2)
-    with open(f"{stem}.txt", "w") as handle:
-        handle.write(table + "\n")
-    print(f"wrote {stem}.json and {stem}.txt")
+    if args.report:
+        print(write_report(stem))
+        return
+    bench = Bench(args)
+    with open(f"{stem}.jsonl", "w" if args.fresh else "a") as results:
+        def emit(row: dict) -> None:  # every row is on disk the moment it is measured
+            results.write(json.dumps(row) + "\n")
+            results.flush()
+            print(json.dumps(row), flush=True)
+
+        results.write(json.dumps({"meta": bench.meta()}) + "\n")
+        for part in args.parts.split(","):
+            with bench.entered:
+                PARTS[part](bench, emit)
+            print(f"part {part} done", flush=True)
+    print(write_report(stem))
+    print(f"wrote {stem}.jsonl, {stem}.json and {stem}.txt")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import DynamicCache, Qwen2Config, Qwen3NextConfig
+from transformers import Qwen2Config, Qwen3NextConfig
 
 from rebalance.decoding import cache as kvcache
 from rebalance.errors import UsageError
@@ -27,19 +27,32 @@ class Model:
             cfg._attn_implementation = attention
 
 
-def prefilled(rows):
-    """A left-padded prefill whose row r holds rows[r] (numbers; None = padding, zeros); keys carry
-    the number, values its negative, layer l adds 100 * l."""
+def states(rows, layer, start, end):
+    """Keys of columns start .. end - 1 of a left-padded prefill whose row r holds rows[r] (numbers;
+    None = padding, zeros): keys carry the number plus 100 x layer (values are their negative)."""
+    keys = torch.zeros(len(rows), HEADS, end - start, DIM)
+    for r, row in enumerate(rows):
+        for c in range(start, end):
+            if row[c] is not None:
+                keys[r, :, c - start, :] = row[c] + 100 * layer
+    return keys
+
+
+def admit(cache, rows, capacity, chunk=None):
+    """Prefill `rows` through an admission as the model would, `chunk` columns a forward (all at
+    once by default); returns what attention saw, per chunk and layer."""
     width = max(len(r) for r in rows)
-    cache = DynamicCache(config=config())
-    for layer in range(LAYERS):
-        keys = torch.zeros(len(rows), HEADS, width, DIM)
-        for r, row in enumerate(rows):
-            for c, number in enumerate(row):
-                if number is not None:
-                    keys[r, :, c, :] = number + 100 * layer
-        cache.update(keys, -keys, layer)
-    return cache
+    lengths = [sum(n is not None for n in row) for row in rows]
+    admission = cache.admission(lengths, width, capacity)
+    seen = []
+    for start in range(0, width, chunk or width):
+        end = min(width, start + (chunk or width))
+        assert admission.at(start).get_seq_length() == start and admission.get_mask_sizes(end - start, 0) == (end, 0)
+        for layer in range(LAYERS):
+            keys = states(rows, layer, start, end)
+            seen.append(admission.update(keys, -keys, layer))
+    admission.close()
+    return seen
 
 
 def slots(cache, layer=0, columns=None):
@@ -52,8 +65,7 @@ def slots(cache, layer=0, columns=None):
 def admitted(*groups, slots_=3, capacity=4):
     cache = kvcache.SlotCache(slots_)
     for rows in groups:
-        lengths = [sum(n is not None for n in row) for row in rows]
-        cache.admit(prefilled(rows), lengths, capacity)
+        admit(cache, rows, capacity)
     return cache
 
 
@@ -62,7 +74,19 @@ def test_admitted_rows_start_at_column_zero_of_the_next_free_slots():
     assert cache.rows == 3 and cache.capacity == kvcache.ROUND
     assert slots(cache, 0, 4) == slots(cache, 1, 4) == [[1, 2, 0, 0], [3, 4, 5, 0], [6, 0, 0, 0]]
     with pytest.raises(RuntimeError, match="3 live rows \\+ 1 admitted exceed 3 slots"):
-        cache.admit(prefilled([[7]]), [1], 4)
+        cache.admission([1], 1, 4)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4])
+def test_a_prefill_in_chunks_fills_the_slots_as_one_piece_and_attention_sees_the_whole_prefix(chunk):
+    rows = [[None, None, 1, 2], [3, 4, 5, 6], [None, None, None, 7]]
+    cache = kvcache.SlotCache(3)
+    seen = admit(cache, rows, capacity=8, chunk=chunk)
+    assert cache.rows == 3 and slots(cache, 1, 5) == [[1, 2, 0, 0, 0], [3, 4, 5, 6, 0], [7, 0, 0, 0, 0]]
+    for i, (keys, values) in enumerate(seen):  # chunk by chunk, layer by layer
+        start, layer = (i // LAYERS) * chunk, i % LAYERS
+        end = min(4, start + chunk)
+        assert torch.equal(keys, states(rows, layer, 0, end)) and torch.equal(values, -keys)
 
 
 def test_a_step_writes_each_row_at_its_own_column_and_reads_views():
@@ -104,7 +128,7 @@ def test_fill_moves_tail_rows_into_freed_slots_only():
 
 def test_a_longer_prompt_widens_every_slot_keeping_its_columns():
     cache = admitted([[1, 2]], capacity=4)
-    cache.admit(prefilled([[3] * 70]), [70], capacity=70)
+    admit(cache, [[3] * 70], capacity=70)
     assert cache.capacity == 128 and cache.keys[0].shape == (3, HEADS, 128, DIM)
     assert slots(cache, 1, 3)[:2] == [[1, 2, 0], [3, 3, 3]] and slots(cache, 1)[1][69:71] == [3, 0]
 
@@ -135,13 +159,13 @@ def test_attention_needing_another_mask_is_refused():
 
 
 def test_sliding_window_and_linear_attention_caches_are_refused_full_ones_accepted():
-    assert len(kvcache.new_cache(Model(config())).layers) == LAYERS
+    kvcache.check_full_attention(Model(config()))  # accepted
     with pytest.raises(UsageError) as refused:
-        kvcache.new_cache(Model(config(use_sliding_window=True, sliding_window=8, max_window_layers=0)))
+        kvcache.check_full_attention(Model(config(use_sliding_window=True, sliding_window=8, max_window_layers=0)))
     assert str(refused.value) == ("this model has sliding-window attention layers; in-flight batching needs "
                                   "full-attention caches")
     with pytest.raises(UsageError) as linear:
-        kvcache.new_cache(Model(Qwen3NextConfig(num_hidden_layers=4)))
+        kvcache.check_full_attention(Model(Qwen3NextConfig(num_hidden_layers=4)))
     assert str(linear.value) == ("this model has layers without a key/value cache (linear attention); in-flight "
                                  "batching needs full-attention caches")
 
@@ -168,5 +192,5 @@ def test_a_step_may_fill_the_last_column_and_states_take_the_cache_dtype():
 def test_an_admission_within_the_capacity_keeps_the_storage():
     cache = admitted([[1, 2]], capacity=64)
     storage = cache.keys[0].data_ptr()
-    cache.admit(prefilled([[3]]), [1], capacity=64)
+    admit(cache, [[3]], capacity=64)
     assert cache.capacity == 64 and cache.keys[0].data_ptr() == storage

@@ -1,10 +1,11 @@
 """Hidden-state capture while generating: the calibration rows of docs/method.md §3, taken in the same pass.
 
 Every residual site (HF `hidden_states` indices 0..L) gets a hook that, only on the decoding
-steps where some row starts a new step, keeps the last position of the armed rows. Which rows
-are armed is known on the host already (it came with the step's one transfer), so arming costs no
-synchronisation, and the kept rows travel to the host without blocking (`to_host_later`). Nothing
-is kept for the other steps.
+steps where some row starts a new step, keeps the last position of every row; after the forward
+the armed rows are picked from it (outside the hook, so the traced step has one shape whatever
+the number of armed rows). Which rows are armed is known on the host already (it came with the
+step's one transfer), so arming costs no synchronisation, and the kept rows travel to the host
+without blocking (`to_host_later`). Nothing is kept for the other steps.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ class HiddenCapture(StepPlugin):
         self._latest: list[torch.Tensor | None] = [None] * self.n_sites
         self._rows: torch.Tensor | None = None
         self._armed: list[int] = []
+        self._capturing = False
 
     def _hook(self, index: int):
         def keep_last(hidden: torch.Tensor) -> None:
-            if self._rows is not None:
-                self._latest[index] = hidden[:, -1, :].index_select(0, self._rows.to(hidden.device))
+            if self._capturing:  # a host-side bool: the traced step branches on nothing on the device
+                self._latest[index] = hidden[:, -1, :]
         return keep_last
 
     @contextmanager
@@ -50,7 +52,7 @@ class HiddenCapture(StepPlugin):
         with residual_hooks(self.model, list(range(self.n_sites)), self._hook):
             yield self
 
-    def before_forward(self, tracker: StepTracker, starting: list[int]) -> None:
+    def before_forward(self, tracker: StepTracker, starting: list[int], rows: int) -> None:
         self.arm(starting)
 
     def after_forward(self) -> list[tuple[int, torch.Tensor]]:
@@ -60,17 +62,17 @@ class HiddenCapture(StepPlugin):
     def arm(self, rows: Sequence[int]) -> None:
         """Before a model call: capture these batch rows at this call's last position."""
         self._armed = list(rows)
+        self._capturing = bool(self._armed)
         self._rows = to_device_later(self._armed, self.device) if self._armed else None
 
     def collect(self) -> list[torch.Tensor]:
         """After the model call: one [sites, D] tensor per armed row, in arming order."""
-        if self._rows is None or any(rows is None for rows in self._latest):  # nothing armed, or a failed call
-            self._rows, self._latest = None, [None] * self.n_sites
+        latest, rows, self._latest, self._rows = self._latest, self._rows, [None] * self.n_sites, None
+        self._capturing = False
+        if rows is None or any(site is None for site in latest):  # nothing armed, or a failed call
             return []
-        stacked = to_host_later(torch.stack(self._latest, dim=1), self.rows_device)
-        self._rows = None
-        self._latest = [None] * self.n_sites
-        return list(stacked.unbind(0))
+        picked = [site.index_select(0, rows.to(site.device)) for site in latest]
+        return list(to_host_later(torch.stack(picked, dim=1), self.rows_device).unbind(0))
 
 
 def to_host_later(rows: torch.Tensor, device: torch.device) -> torch.Tensor:

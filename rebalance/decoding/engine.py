@@ -28,13 +28,15 @@ from transformers import LogitsProcessor
 
 from ..examples import Example
 from . import cache as kvcache
+from .forward import DecodeForward
 from .plugins import StepPlugin
 from .row_state import RowState
-from .sampling import GREEDY, ReleasedTopP, Sampling, counter_uniform, draw, left_pad, penalise_repeats
+from .sampling import GREEDY, ReleasedTopP, Sampling, draw, draw_keys, keyed_uniform, left_pad, penalise_repeats
 from .steps import CAPTURE, StepTracker, TokenTable, token_flags
 
 PromptFn = Callable[[Example], list[int]]
-PREFILL_TOKENS = 4096  # padded prompt tokens prefilled in one forward, at most (one longer prompt goes alone)
+PREFILL_TOKENS = 4096  # padded prompt tokens admitted together, at most (one longer prompt goes alone)
+PREFILL_CHUNK = 256    # padded prompt tokens one prefill forward computes (at least one column a row)
 
 
 @dataclass
@@ -72,13 +74,14 @@ class _Slot:
 class EngineRows(RowState):
     """The engine's own per-row tensors, kept and extended with every other piece of row state."""
 
-    ROW_FIELDS = ("lengths", "next_tokens", "example_idx", "generated")
+    ROW_FIELDS = ("lengths", "next_tokens", "example_idx", "generated", "draw_keys")
 
-    def __init__(self, lengths: Sequence[int], example_idx: Sequence[int], device: torch.device):
+    def __init__(self, lengths: Sequence[int], example_idx: Sequence[int], seed: int, device: torch.device):
         self.lengths = torch.tensor(list(lengths), dtype=torch.long, device=device)   # tokens in the cache
         self.next_tokens = torch.zeros(len(lengths), dtype=torch.long, device=device)  # the token fed next
         self.example_idx = torch.tensor(list(example_idx), dtype=torch.long, device=device)
         self.generated = torch.zeros(len(lengths), dtype=torch.long, device=device)    # tokens chosen so far
+        self.draw_keys = draw_keys(seed, self.example_idx)  # the sampler's per-example half of its hash
 
 
 def prefill_groups(lengths: list[int], budget: int) -> list[list[int]]:
@@ -144,8 +147,8 @@ class Engine:
         self.record_fields = {plugin.name for plugin in self.plugins if plugin.in_record}
         self._hooks: ExitStack | None = None
         self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
         self.attention = kvcache.attention_kind(model)
+        kvcache.check_full_attention(model)
         self.table = table.to(self.device)
         self.width = max(1, int(width))
         self.max_new_tokens = max_new_tokens
@@ -158,9 +161,20 @@ class Engine:
         self.pad_id = pad if pad is not None else (table.eos_ids[0] if table.eos_ids else 0)
         params = inspect.signature(model.forward).parameters
         self._cache_kw = kvcache.cache_keyword(model)
+        self.forward = DecodeForward(model, self._cache_kw, self.attention)
         self._prefill_kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         self.steps = 0  # token-choosing steps over the engine's life (occupancy = tokens / (width x steps))
         self._clear()
+
+    def compile(self, backend: str = "inductor") -> "Engine":
+        """Decode with a compiled step (`--compile`; `forward.py`): same tokens, compiled on first use
+        of each shape family. Returns the engine, so `with engine_for(...).compile() as engine:`."""
+        self.forward = DecodeForward(self.model, self._cache_kw, self.attention, compile=True, backend=backend)
+        return self
+
+    @property
+    def compiled(self) -> bool:
+        return self.forward.compiled
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -169,7 +183,7 @@ class Engine:
         self.admitted = 0
         self.cache = kvcache.SlotCache(self.width)
         self.history = torch.zeros(0, 0, dtype=torch.long, device=self.device)  # each row's ids, right-aligned
-        self.rows = EngineRows([], [], self.device)
+        self.rows = EngineRows([], [], self.seed, self.device)
         self.tracker = StepTracker(self.table, [], self.device)
         self.seen: torch.Tensor | None = None  # [rows, V] tokens each row has seen (repetition penalty)
 
@@ -250,19 +264,25 @@ class Engine:
         return done
 
     def _forward(self) -> torch.Tensor:
-        """One decoding step of every live row; returns the logits of the next token."""
-        rows = self.rows
-        feed = rows.next_tokens[:, None]
-        columns = max(slot.length for slot in self.slots) + 1  # the longest row's cached tokens and its fed one
-        mask = kvcache.decoding_mask(rows.lengths, columns, self.attention, self.dtype)
-        self.history = torch.cat([self.history, feed], dim=1)
+        """One decoding step of every live row; returns the logits of the next token.
+
+        The forward's shapes are fixed between bucket crossings: it reads a bucket of columns
+        (`cache.column_bucket`) and, when compiled, runs a bucket of rows (`cache.row_bucket`), the
+        padding rows fed a pad token at column 0 of a free slot."""
+        rows, live = self.rows, len(self.slots)
+        padded = kvcache.row_bucket(live, self.width) if self.compiled else live
+        feed, positions = rows.next_tokens[:, None], rows.lengths
+        if padded > live:
+            feed = torch.cat([feed, feed.new_full((padded - live, 1), self.pad_id)])
+            positions = torch.cat([positions, positions.new_zeros(padded - live)])
+        columns = kvcache.column_bucket(max(slot.length for slot in self.slots) + 1, self.cache.capacity)
+        self.history = torch.cat([self.history, feed[:live]], dim=1)
         starting = [i for i, slot in enumerate(self.slots) if slot.starts_step]
         for plugin in self.plugins:
-            plugin.before_forward(self.tracker, starting)
-        self.cache.begin_step(rows.lengths, columns)
+            plugin.before_forward(self.tracker, starting, padded)
+        self.cache.begin_step(positions, columns)
         try:
-            out = self.model(input_ids=feed, attention_mask=mask, position_ids=rows.lengths[:, None], use_cache=True,
-                             **{self._cache_kw: self.cache})
+            logits = self.forward(feed, positions, columns, self.cache)
         finally:
             self.cache.end_step()
             kept = [(plugin.name, plugin.after_forward()) for plugin in self.plugins]
@@ -272,23 +292,29 @@ class Engine:
         rows.lengths = rows.lengths + 1
         for slot in self.slots:
             slot.length += 1
-        return out.logits[:, -1, :]
+        return logits[:live]
 
     def _admit(self, examples: list[Example], prompts: list[list[int]]) -> torch.Tensor:
-        """Prefill new examples (left-padded together, in a cache of their own), copy their keys and
-        values into free slots, append their rows with fresh state, and return the logits of their
-        first token."""
+        """Prefill new examples (left-padded together) straight into free slots, in chunks of at most
+        `PREFILL_CHUNK` padded tokens, append their rows with fresh state, and return the logits of
+        their first token."""
         ids, mask = left_pad(prompts, self.pad_id, self.device)
-        cache = kvcache.new_cache(self.model)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                         use_cache=True, **{self._cache_kw: cache}, **self._prefill_kw)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        lengths = [len(p) for p in prompts]
+        admission = self.cache.admission(lengths, ids.shape[1], capacity=max(lengths) + self.max_new_tokens)
+        chunk = max(1, PREFILL_CHUNK // len(prompts))  # padded columns a forward prefills
+        for start in range(0, ids.shape[1], chunk):
+            end = start + chunk
+            out = self.model(input_ids=ids[:, start:end], attention_mask=mask[:, :end],
+                             position_ids=positions[:, start:end], use_cache=True,
+                             **{self._cache_kw: admission.at(start)}, **self._prefill_kw)
+        admission.close()
+        self.forward.mark_cache(self.cache.keys + self.cache.values)
         logits = out.logits[:, -1, :]
         total = max(self.history.shape[1], ids.shape[1])
         self.history = torch.cat([pad_left(self.history, total - self.history.shape[1], self.pad_id),
                                   pad_left(ids, total - ids.shape[1], self.pad_id)], dim=0)
-        lengths = [len(p) for p in prompts]
-        self.cache.admit(cache, lengths, capacity=max(lengths) + self.max_new_tokens)
-        self.rows.extend(EngineRows(lengths, [ex.idx for ex in examples], self.device))
+        self.rows.extend(EngineRows(lengths, [ex.idx for ex in examples], self.seed, self.device))
         self.tracker.extend(StepTracker(self.table, prompts, self.device))
         for plugin in self.plugins:
             plugin.admit(len(prompts))
@@ -321,7 +347,7 @@ class Engine:
             scores = penalise_repeats(scores, self.seen, self.penalty)
         if self.shaping is not None:
             probs = torch.softmax(self.shaping(self.history, scores), dim=-1)
-            tokens = draw(probs, counter_uniform(self.seed, self.rows.example_idx, self.rows.generated))
+            tokens = draw(probs, keyed_uniform(self.rows.draw_keys, self.rows.generated))
         else:
             tokens = scores.argmax(dim=-1)
         if self.seen is not None:
@@ -334,7 +360,7 @@ class Engine:
             if column is not None:
                 named.append((len(columns), plugin.name))
                 columns.append(column.double())
-        packet = torch.stack(columns, dim=1).cpu().tolist()  # the step's one device-to-host transfer
+        packet = torch.stack(columns, dim=1).tolist()  # the step's one device-to-host transfer
         self.rows.next_tokens = tokens
         self.rows.generated = self.rows.generated + 1
 

@@ -39,8 +39,9 @@ class StepPlugin:
     def keep(self, index: torch.Tensor) -> None:
         """Keep the rows at `index` (in that order) in every piece of per-row state."""
 
-    def before_forward(self, tracker: StepTracker, starting: list[int]) -> None:
-        """Before a decoding forward; `starting` lists the rows whose fed token starts a step."""
+    def before_forward(self, tracker: StepTracker, starting: list[int], rows: int) -> None:
+        """Before a decoding forward of `rows` rows (the live ones, then any padding rows of a
+        compiled step); `starting` lists the live rows whose fed token starts a step."""
 
     def after_forward(self) -> list[tuple[int, Any]]:
         """After the forward (also when it failed): (row, value) pairs to keep on those rows."""

@@ -98,10 +98,21 @@ def _seed_keys(seed: int) -> tuple[int, int]:
     return first, int(mix32(torch.tensor(first ^ 0x9E3779B9)))
 
 
+def draw_keys(seed: int, idx: torch.Tensor) -> torch.Tensor:
+    """[rows, 2]: the half of the hash that depends on (seed, example idx) only, worked out once when
+    a row is admitted instead of at every step."""
+    return torch.stack([mix32(idx ^ key) for key in _seed_keys(seed)], dim=-1)
+
+
+def keyed_uniform(keys: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """A uniform number in [0, 1) (float64, 53 bits) per row from its `draw_keys` and position."""
+    high, low = mix32(keys[..., 0] ^ position), mix32(keys[..., 1] ^ position)
+    return ((high << 21) | (low >> 11)).double() / float(1 << 53)
+
+
 def counter_uniform(seed: int, idx: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
     """A uniform number in [0, 1) (float64, 53 bits) per row, a pure function of (seed, idx, position)."""
-    words = [mix32(mix32(idx ^ key) ^ position) for key in _seed_keys(seed)]
-    return ((words[0] << 21) | (words[1] >> 11)).double() / float(1 << 53)
+    return keyed_uniform(draw_keys(seed, idx), position)
 
 
 def draw(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:

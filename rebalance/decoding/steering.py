@@ -138,9 +138,10 @@ class Steerer(StepPlugin):
     def after_choose(self, tracker: StepTracker, p: torch.Tensor) -> torch.Tensor:
         return self.controller.on_tokens(tracker, p)
 
-    def before_forward(self, tracker: StepTracker, starting: list[int]) -> None:
-        """Steer the rows whose fed token is a boundary in the region."""
-        self.scale = torch.where(tracker.boundary, self.controller.coef, 0.0)
+    def before_forward(self, tracker: StepTracker, starting: list[int], rows: int) -> None:
+        """Steer the rows whose fed token is a boundary in the region (padding rows: never)."""
+        scale = torch.where(tracker.boundary, self.controller.coef, 0.0)
+        self.scale = torch.nn.functional.pad(scale, (0, rows - scale.shape[0]))
 
     def after_forward(self) -> list:
         self.scale = None  # prompts, prefilled outside decoding steps, are never steered

@@ -75,6 +75,8 @@ def collect_rank(rank: Rank, job: CollectJob) -> None:
     keep_on = rank.device if job.hs_device == "cuda" else "cpu"
     engine = engine_for(model, tokenizer, make_table(model, tokenizer), width=job.batch_size,
                         max_new_tokens=job.max_new_tokens, capture_on=keep_on)
+    if job.compile:
+        engine.compile()
     run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank), engine,
              before_append=lambda res: save_hidden(tagged(res.hidden, job.run_tag), job.hidden_dir, res.record["idx"]),
              desc=f"collect {job.dataset}")

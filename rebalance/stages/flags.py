@@ -67,6 +67,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
                         help="when --batch_size rows at full length would not fit in memory beside the weights, "
                              "run with the widest batch that does (without it the run stops, naming the numbers)")
     parser.add_argument("--limit", type=positive_int, default=None, help="only the first N examples")
+    parser.add_argument("--compile", action="store_true",
+                        help="decode with a compiled step (torch.compile; CUDA graphs on a GPU): the same tokens, "
+                             "faster once compiled; the first steps of each shape pay for compiling")
 
 
 def add_collection_input_flags(parser: argparse.ArgumentParser) -> None:

@@ -69,6 +69,7 @@ class RunJob:
     trust_remote_code: bool
     num_gpus: int = field(default=1, kw_only=True)        # data-parallel workers
     fit_batch: bool = field(default=False, kw_only=True)  # narrow --batch_size to what memory holds
+    compile: bool = field(default=False, kw_only=True)    # decode with a compiled step
 
 
 def target_fields(args: argparse.Namespace, base: str) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def target_fields(args: argparse.Namespace, base: str) -> dict[str, Any]:
                 out_dir=os.path.join(args.output_path, name, args.dataset), base=base,
                 max_new_tokens=args.max_generated_tokens, batch_size=args.batch_size, limit=args.limit,
                 dtype=args.dtype, trust_remote_code=args.trust_remote_code, num_gpus=args.num_gpus,
-                fit_batch=args.fit_batch)
+                fit_batch=args.fit_batch, compile=args.compile)
 
 
 def run_card(job: RunJob, compared: dict, recorded: dict) -> RunCard:
@@ -94,7 +95,7 @@ def run_card(job: RunJob, compared: dict, recorded: dict) -> RunCard:
               "max_new_tokens": job.max_new_tokens, "dtype": str(resolve_dtype(job.dtype, device)).replace("torch.", ""),
               "step_rule": STEP_RULE, "prompt_sha256": prompt_fingerprint(job.model)}
     where = {"model_path": job.model, "dataset_file": os.path.abspath(dataset_file(job.dataset_dir, job.dataset)),
-             "batch_size": job.batch_size, "num_gpus": job.num_gpus, "limit": job.limit}
+             "batch_size": job.batch_size, "num_gpus": job.num_gpus, "limit": job.limit, "compile": job.compile}
     return RunCard({**compared, **common}, {**where, **recorded}, provenance())
 
 

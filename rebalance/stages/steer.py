@@ -127,6 +127,8 @@ def steer_rank(rank: Rank, job: SteerJob) -> None:
     model, tokenizer = load_model(job.model, rank.device, job.dtype, job.trust_remote_code)
     engine = engine_for(model, tokenizer, make_table(model, tokenizer), width=job.batch_size,
                         max_new_tokens=job.max_new_tokens, steering=job.setup, sampling=job.sampling)
+    if job.compile:
+        engine.compile()
     run_rank(rank, examples, shard_path(job.out_dir, job.base, rank.rank), engine, steered=True,
              desc=f"{job.mode} {job.dataset}")
 
