@@ -196,9 +196,10 @@ class Bench:
             config = GenerationConfig(max_new_tokens=new_tokens, do_sample=bool(sampling), eos_token_id=-1,
                                       pad_token_id=self.tokenizer.pad_token_id, **sampling)
             attention = self.model.config._attn_implementation
+            batching = ContinuousBatchingConfig(use_cuda_graph=graphs)
             try:
                 out = self.model.generate_batch(inputs=prompts, generation_config=config, progress_bar=False,
-                                                continuous_batching_config=ContinuousBatchingConfig(use_cuda_graph=graphs))
+                                                continuous_batching_config=batching)
             finally:  # generate_batch may switch the model to its own attention
                 self.model.set_attn_implementation(attention)
             assert len(out) == len(prompts), "continuous batching returned fewer results than prompts"
@@ -229,7 +230,7 @@ def timed(bench: Bench, setting: str, methods: dict, problems, batch: int, new_t
           emit) -> None:
     for name, (run, spent) in methods.items():
         try:
-            run(problems, new_tokens)  # warm-up at full length: kernels, allocator, and every shape a compiled step meets
+            run(problems, new_tokens)  # warm-up at full length: kernels, allocator, every shape a compiled step meets
             tok_s = tokens_per_second(lambda ps: run(ps, new_tokens), problems, batch, new_tokens)
         except Exception as err:  # one method that cannot run here (say, no paged attention) leaves a note
             emit({"setting": setting, "method": name, "batch": batch, "error": f"{type(err).__name__}: {err}"[:300]})
@@ -354,7 +355,8 @@ def format_table(meta: dict, rows: list[dict]) -> str:
              f"(long rows: {meta['long_context']} tokens)",
              f"{'setting':<8} {'method':<17} {'batch':>5} {'tok/s':>10} {'ms/step':>8} {'x plain':>8} {'of floor':>8} "
              f"{'compile s':>9}"]
-    plain = {(r["setting"], r["batch"]): r["tokens_per_s"] for r in rows if r["method"] == "plain" and "tokens_per_s" in r}
+    plain = {(r["setting"], r["batch"]): r["tokens_per_s"] for r in rows
+             if r["method"] == "plain" and "tokens_per_s" in r}
     for r in rows:
         if "error" in r:
             lines.append(f"{r['setting']:<8} {r['method']:<17} {r['batch']:>5} not measured: {r['error']}")

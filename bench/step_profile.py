@@ -100,7 +100,8 @@ def main() -> None:
     model = random_model("rehearsal", torch.float32, "cpu")
     tokenizer = word_tokenizer(model.config.vocab_size)
     print(f"random Qwen2 {model.config.hidden_size} wide, {model.config.num_hidden_layers} blocks, vocab "
-          f"{model.config.vocab_size}, fp32, CPU, {torch.get_num_threads()} threads, {args.new_tokens} new tokens a row")
+          f"{model.config.vocab_size}, fp32, CPU, {torch.get_num_threads()} threads, "
+          f"{args.new_tokens} new tokens a row")
     print(f"{'kind':<8} {'batch':>5} {'step ms':>8} {'forward':>8} {'host':>8} {'share':>6} {'host us/row':>12} "
           f"{'around fwd':>11} {'choose':>8}")
     for kind in args.kinds.split(","):

@@ -195,3 +195,48 @@ def test_a_steady_state_step_reads_the_device_back_once(tiny_dirs, host_reads, k
     assert all(reads == {"tolist": 1} for reads in steady), steady
     if kind == "collection":
         assert sum(len(d.values["hidden_rows"]) for d in done) >= 2  # capture steps are among the counted
+
+
+def test_the_scripts_compile_flag_writes_the_same_records_and_a_resume_may_drop_it(tiny_dirs, toy_data, tmp_path,
+                                                                                     capsys, monkeypatch):
+    """`--compile` on the steered and the collection script: the records equal the eager run's, the
+    card records the flag without comparing it, and rerunning without it on the same output is a
+    resume, not a refusal."""
+    import transformer_inference_dp
+    import transformer_inference_steer_dp
+    from test_run import run_main
+
+    from rebalance.decoding.engine import Engine
+    from rebalance.files.cards import RunCard
+    from rebalance.files.shards import read_records
+
+    compiled_engines = []
+    real_compile = Engine.compile
+    monkeypatch.setattr(Engine, "compile",
+                        lambda self, *a, **k: compiled_engines.append(self) or real_compile(self, *a, **k))
+    torch.save(torch.randn(32, generator=torch.Generator().manual_seed(3)) * 4, tmp_path / "v.pt")
+    common = ["--model_name_or_path", tiny_dirs["qwen2"], "--dataset_dir", toy_data[0], "--dataset", toy_data[1],
+              "--max_generated_tokens", "12", "--batch_size", "4"]
+    runs = {"steer": (transformer_inference_steer_dp, "steer_temp0.0_maxlen12",
+                      ["--temperature", "0", "--steer_vector_path", str(tmp_path / "v.pt"), "--steer_layer", "1"]),
+            "collect": (transformer_inference_dp, "origin_temp0.7_maxlen12", [])}
+    for name, (script, stem, extra) in runs.items():
+        records = {}
+        for way in ("eager", "compiled"):
+            out = tmp_path / name / way
+            status, err = run_main(script.main, common + extra + ["--output_path", str(out)]
+                                   + (["--compile"] if way == "compiled" else []), capsys)
+            assert status == 0, err
+            folder = out / "qwen2" / toy_data[1]
+            records[way] = read_records(str(folder / f"{stem}.shard0.jsonl"))
+            card = RunCard.read(str(folder / f"{stem}.shard0.run.json"))
+            assert card.recorded["compile"] is (way == "compiled") and "compile" not in card.compared
+            assert len(compiled_engines) == (way == "compiled") + list(runs).index(name)  # one per compiled run
+        assert [r["generated_responses"] for r in records["compiled"]] == [r["generated_responses"]
+                                                                          for r in records["eager"]]
+        for got, want in zip(records["compiled"], records["eager"]):
+            assert got["sentence_confidences"] == pytest.approx(want["sentence_confidences"], abs=1e-5)
+            assert got.get("steer_coefs") == pytest.approx(want.get("steer_coefs"), abs=1e-5)
+        status, err = run_main(script.main, common + extra + ["--output_path", str(tmp_path / name / "compiled")],
+                               capsys)
+        assert status == 0, err  # the compiled run's output, resumed eagerly: nothing left to do, no refusal
