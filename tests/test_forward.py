@@ -240,3 +240,15 @@ def test_the_scripts_compile_flag_writes_the_same_records_and_a_resume_may_drop_
         status, err = run_main(script.main, common + extra + ["--output_path", str(tmp_path / name / "compiled")],
                                capsys)
         assert status == 0, err  # the compiled run's output, resumed eagerly: nothing left to do, no refusal
+
+
+def test_compile_on_a_cpu_without_a_cxx_compiler_is_one_sentence(tiny_dirs, monkeypatch):
+    from rebalance.decoding import forward
+    from rebalance.errors import UsageError
+
+    model, tokenizer = load(tiny_dirs["qwen2"])
+    engine = engine_for(model, tokenizer, make_table(model, tokenizer), width=1, max_new_tokens=4)
+    monkeypatch.setattr(forward.shutil, "which", lambda name: None)
+    with pytest.raises(UsageError, match="--compile on a CPU needs a C\\+\\+ compiler"):
+        engine.compile()
+    engine.compile("aot_eager")  # a backend that builds nothing needs no compiler

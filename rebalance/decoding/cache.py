@@ -231,19 +231,20 @@ class Admission(Cache):
         store = self.slots
         if layer_idx == len(store.keys):
             store._allocate(layer_idx, key_states, value_states)
-        keys, values = store.keys[layer_idx], store.values[layer_idx]
-        end = self.start + key_states.shape[-2]
-        seen_k = keys.new_zeros(len(self.pads), keys.shape[1], end, keys.shape[-1])
-        seen_v = values.new_zeros(len(self.pads), values.shape[1], end, values.shape[-1])
+        return (self._write(store.keys[layer_idx], key_states), self._write(store.values[layer_idx], value_states))
+
+    def _write(self, slots: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """Write this chunk's `states` of every admitted row into its slot; return the rows'
+        columns so far, left-padded with zeros as the prompts are."""
+        end = self.start + states.shape[-2]
+        seen = slots.new_zeros(len(self.pads), slots.shape[1], end, slots.shape[-1])
         for i, pad in enumerate(self.pads):
             slot, first = self.first + i, max(self.start, pad)  # the chunk's first real column of row i
             if first < end:
-                keys[slot, :, first - pad:end - pad] = key_states[i, :, first - self.start:].to(keys.dtype)
-                values[slot, :, first - pad:end - pad] = value_states[i, :, first - self.start:].to(values.dtype)
+                slots[slot, :, first - pad:end - pad] = states[i, :, first - self.start:].to(slots.dtype)
             if end > pad:
-                seen_k[i, :, pad:] = keys[slot, :, :end - pad]
-                seen_v[i, :, pad:] = values[slot, :, :end - pad]
-        return seen_k, seen_v
+                seen[i, :, pad:] = slots[slot, :, :end - pad]
+        return seen
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.start

@@ -12,11 +12,14 @@ through the compiled step.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from typing import Callable
 
 import torch
 
+from ..errors import UsageError
 from .cache import decoding_mask
 
 Logits = torch.Tensor
@@ -49,6 +52,9 @@ class DecodeForward:
         self.on_cuda = next(model.parameters()).device.type == "cuda"
         self.compile_seconds = 0.0
         self._fn: Callable = _decode
+        if compile and backend == "inductor" and not self.on_cuda and not has_cxx():
+            raise UsageError("--compile on a CPU needs a C++ compiler (g++, clang++ or $CXX), and none was found; "
+                             "install one or run without --compile")
         if compile:  # another backend than inductor (aot_eager: tracing only) serves the rehearsals
             mode = "reduce-overhead" if self.on_cuda and backend == "inductor" else None
             self._fn = torch.compile(_decode, backend=backend, mode=mode, dynamic=None)
@@ -80,6 +86,11 @@ class DecodeForward:
     def compiles(self) -> int:
         """How many calls compiled (a new shape family or a new set of hooks)."""
         return self._compiles
+
+
+def has_cxx() -> bool:
+    """Whether inductor can build its CPU kernels here: it compiles C++ with $CXX or a usual compiler."""
+    return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if name)
 
 
 def _compiled_frames() -> int:
